@@ -1,0 +1,3 @@
+"""batchalert: grouped alerts from container access logs in Kafka, as a batch job."""
+
+__version__ = "0.1.0"

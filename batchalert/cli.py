@@ -1,0 +1,156 @@
+"""The `batchalert` command line: a thin layer over the pipeline, parser and job model."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from batchalert import __version__
+from batchalert.config import JobConfig, load_job, parse_duration
+from batchalert.errors import BatchalertError, ConfigError
+
+logger = logging.getLogger("batchalert")
+
+app = typer.Typer(
+    name="batchalert",
+    help="Grouped HTTP error alerts from container access logs in Kafka, as a batch job.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+JobOption = Annotated[
+    Path | None,
+    typer.Option("--job", "-j", help="Job file (YAML). Without it, options and BATCHALERT_* "
+                 "variables describe the job.", envvar="BATCHALERT_JOB"),
+]
+
+
+def _fail(error: BatchalertError) -> typer.Exit:
+    typer.echo(f"error: {error}", err=True)
+    return typer.Exit(error.exit_code)
+
+
+def _load(job: Path | None, overrides: dict[str, object]) -> JobConfig:
+    loaded = load_job(job, overrides)
+    from batchalert.alerts import AlertRenderer
+
+    AlertRenderer(loaded.language, loaded.templates)
+    return loaded
+
+
+@app.command()
+def run(
+    job: JobOption = None,
+    brokers: Annotated[str | None, typer.Option(help="Kafka bootstrap servers, "
+                       "HOST:PORT[,HOST:PORT]. Env: BATCHALERT_BROKERS.")] = None,
+    topic: Annotated[str | None, typer.Option(help="Topic with the log records. "
+                     "Env: BATCHALERT_TOPIC.")] = None,
+    group: Annotated[str | None, typer.Option(help="Consumer group whose offsets mark "
+                     "progress. Env: BATCHALERT_GROUP.")] = None,
+    receiver_url: Annotated[str | None, typer.Option(help="Notification Manager URL for the "
+                            "first receiver. Env: BATCHALERT_RECEIVER_URL.")] = None,
+    cluster: Annotated[str | None, typer.Option(help="Value of the `cluster` label. "
+                       "Env: BATCHALERT_CLUSTER.")] = None,
+    since: Annotated[str | None, typer.Option(help="Read from this long ago (90s, 30m, 1h, "
+                     "2d) instead of the committed offsets; commits nothing without "
+                     "--commit.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the alerts as JSON; post "
+                       "and commit nothing.")] = False,
+    commit: Annotated[bool, typer.Option("--commit", help="Commit offsets after a --since "
+                      "run.")] = False,
+    max_records: Annotated[int | None, typer.Option(min=1, help="Stop after this many "
+                           "records; commit only what was processed.")] = None,
+    max_bytes: Annotated[int | None, typer.Option(min=1, help="Stop after this many bytes "
+                         "of record values; commit only what was processed.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors "
+                     "only.")] = False,
+) -> None:
+    """Read the planned offset ranges, alert on matching access lines, then commit."""
+    from batchalert.logs import setup_logging
+    from batchalert.pipeline import DeliveryFailed, RunOptions, run_job
+    from batchalert.summary import alerts_json, summary_lines
+
+    setup_logging(verbose=verbose, quiet=quiet)
+    overrides = {"BROKERS": brokers, "TOPIC": topic, "GROUP": group,
+                 "RECEIVER_URL": receiver_url, "CLUSTER": cluster}
+    try:
+        loaded = _load(job, overrides)
+        options = RunOptions(
+            since_seconds=parse_duration(since) if since else None,
+            dry_run=dry_run, commit=commit, max_records=max_records, max_bytes=max_bytes,
+        )
+        if not loaded.receivers and not dry_run:
+            raise ConfigError("no receiver configured; add `receivers` to the job file, pass "
+                              "--receiver-url, or use --dry-run")
+        result = run_job(loaded, options)
+    except DeliveryFailed as failure:
+        _print_summary(summary_lines(failure.result), err=False)
+        raise _fail(failure) from None
+    except BatchalertError as error:
+        raise _fail(error) from None
+    if dry_run:
+        typer.echo(alerts_json(result))
+    _print_summary(summary_lines(result), err=dry_run)
+
+
+def _print_summary(lines: list[str], err: bool) -> None:
+    for line in lines:
+        typer.echo(line, err=err)
+
+
+@app.command()
+def parse(
+    file: Annotated[Path, typer.Argument(help="File of Kafka record values, one per line, "
+                                         "bytes as they are; - for standard input.")],
+) -> None:
+    """Parse record values and print one JSON object per line, for debugging log formats."""
+    from batchalert.parse.debug import parse_lines_to_json
+
+    try:
+        data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+    except OSError as exc:
+        raise _fail(ConfigError(f"cannot read {file}: {exc.strerror}")) from None
+    values = data.split(b"\n")
+    if values and values[-1] == b"":
+        values.pop()
+    for line in parse_lines_to_json(values):
+        typer.echo(line)
+
+
+@app.command()
+def validate(
+    jobs: Annotated[list[Path], typer.Argument(help="Job files to check.")],
+) -> None:
+    """Check job files (schema, regular expressions, templates) without touching Kafka."""
+    failed = False
+    for path in jobs:
+        try:
+            _load(path, {})
+        except BatchalertError as error:
+            typer.echo(f"error: {error}", err=True)
+            failed = True
+        else:
+            typer.echo(f"{path}: ok")
+    if failed:
+        raise typer.Exit(ConfigError.exit_code)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""Aggregating matches chunk by chunk into alert groups, with memory bounded by the groups.
+
+Each chunk of parsed records is reduced to partial aggregates (count, first and last time, pods,
+three samples per group) that are merged into the running totals at once, so a run holds one
+chunk of records and one row per group, whatever the backlog.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import polars as pl
+
+from batchalert.config import RuleConfig, SeverityLevel
+from batchalert.rules.paths import normalized_path_expr
+from batchalert.rules.select import rule_filter_expr
+from batchalert.rules.workload import workload_expr
+
+# Sample lines longer than this are cut, in characters: alerts carry samples, not payloads.
+SAMPLE_MAX_CHARS = 1000
+SAMPLES_PER_GROUP = 3
+MISSING = "-"
+
+_SCOPE_KEYS = ("namespace", "workload", "pod", "container")
+_SAMPLE_ORDER = ["time", "partition", "offset"]
+
+
+@dataclass(frozen=True)
+class AlertGroup:
+    """One alert's worth of matches, or a summary of the groups left out by the cap."""
+
+    rule: RuleConfig
+    key: dict[str, str]
+    count: int
+    first: datetime
+    last: datetime
+    pods: tuple[str, ...]
+    samples: tuple[str, ...]
+    severity: str
+    requests: int | None = None
+    folded_groups: int = 0
+
+    @property
+    def is_summary(self) -> bool:
+        return self.folded_groups > 0
+
+    @property
+    def ratio(self) -> float | None:
+        return self.count / self.requests if self.requests else None
+
+
+@dataclass
+class RunCounts:
+    """What a run saw, for the summary and the metrics."""
+
+    records: int = 0
+    access: int = 0
+    other: int = 0
+    malformed: int = 0
+    malformed_by_reason: Counter[str] = field(default_factory=Counter)
+    matches_by_rule: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def matches(self) -> int:
+        return sum(self.matches_by_rule.values())
+
+
+def enrich(parsed: pl.DataFrame) -> pl.DataFrame:
+    """Add the columns rules work on: workload, event time, and placeholders for nulls."""
+    return parsed.with_columns(
+        workload_expr(pl.col("pod")).alias("workload"),
+        pl.coalesce("time", "record_time").alias("time"),
+    )
+
+
+def _group_frame(matches: pl.DataFrame, rule: RuleConfig) -> pl.DataFrame:
+    keys = rule.group_by
+    frame = matches.with_columns(
+        normalized_path_expr(pl.col("path"), rule.path_normalization).alias("path"),
+        pl.col("status").cast(pl.String).alias("status"),
+    )
+    return frame.with_columns([pl.col(k).fill_null(MISSING) for k in keys])
+
+
+def _partial(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    sample = pl.struct(
+        pl.col("time"), pl.col("partition"), pl.col("offset"),
+        pl.col("line").str.slice(0, SAMPLE_MAX_CHARS).alias("line"),
+    )
+    return frame.group_by(keys).agg(
+        pl.len().cast(pl.Int64).alias("count"),
+        pl.col("time").min().alias("first"),
+        pl.col("time").max().alias("last"),
+        pl.col("pod").drop_nulls().unique().alias("pods"),
+        sample.sort_by(_SAMPLE_ORDER).head(SAMPLES_PER_GROUP).alias("samples"),
+    )
+
+
+def merge_partials(partials: list[pl.DataFrame], keys: list[str]) -> pl.DataFrame:
+    """Merge partial aggregates with the same keys into one row per group."""
+    combined = pl.concat(partials, how="vertical")
+    totals = combined.group_by(keys).agg(
+        pl.col("count").sum(),
+        pl.col("first").min(),
+        pl.col("last").max(),
+        pl.col("pods").explode().drop_nulls().unique().sort(),
+    )
+    samples = (
+        combined.select([*keys, "samples"])
+        .explode("samples")
+        .drop_nulls("samples")
+        .unnest("samples")
+        .sort([*keys, *_SAMPLE_ORDER])
+        .group_by(keys, maintain_order=True)
+        .agg(pl.struct("time", "partition", "offset", "line").head(SAMPLES_PER_GROUP)
+             .alias("samples"))
+    )
+    return totals.join(samples, on=keys, how="left")
+
+
+class _RuleState:
+    def __init__(self, rule: RuleConfig) -> None:
+        self.rule = rule
+        self.filter = rule_filter_expr(rule)
+        self.scope = [k for k in rule.group_by if k in _SCOPE_KEYS]
+        self.groups: pl.DataFrame | None = None
+        self.requests: pl.DataFrame | None = None
+
+    def add(self, enriched: pl.DataFrame) -> int:
+        matches = enriched.filter(self.filter)
+        if matches.height:
+            partial = _partial(_group_frame(matches, self.rule), self.rule.group_by)
+            parts = [partial] if self.groups is None else [self.groups, partial]
+            self.groups = merge_partials(parts, self.rule.group_by)
+        if self.rule.ratio is not None:
+            self._count_requests(enriched)
+        return matches.height
+
+    def _count_requests(self, enriched: pl.DataFrame) -> None:
+        access = enriched.filter(pl.col("kind") == "access")
+        scope = self.scope or ["__all"]
+        access = access.with_columns([pl.col(k).fill_null(MISSING) for k in self.scope],
+                                     __all=pl.lit(""))
+        partial = access.group_by(scope).agg(pl.len().cast(pl.Int64).alias("requests"))
+        if self.requests is not None:
+            partial = pl.concat([self.requests, partial]).group_by(scope).agg(
+                pl.col("requests").sum())
+        self.requests = partial
+
+
+class RunAggregator:
+    """Collects counts and per-rule alert groups over the chunks of one run."""
+
+    def __init__(self, rules: list[RuleConfig]) -> None:
+        self._rules = [_RuleState(rule) for rule in rules]
+        self.counts = RunCounts()
+
+    def add(self, parsed: pl.DataFrame) -> None:
+        """Count one chunk of parsed records and merge its matches into the groups."""
+        self._count_kinds(parsed)
+        enriched = enrich(parsed)
+        for state in self._rules:
+            self.counts.matches_by_rule[state.rule.name] += state.add(enriched)
+
+    def _count_kinds(self, parsed: pl.DataFrame) -> None:
+        counts = self.counts
+        counts.records += parsed.height
+        kinds = dict(parsed.group_by("kind").len().iter_rows())
+        counts.access += kinds.get("access", 0)
+        counts.other += kinds.get("other", 0)
+        counts.malformed += kinds.get("malformed", 0)
+        reasons = parsed.filter(pl.col("kind") == "malformed").group_by("reason").len()
+        for reason, number in reasons.iter_rows():
+            counts.malformed_by_reason[reason or "unknown"] += number
+
+    def groups(self) -> list[AlertGroup]:
+        """Return the alert groups that fire, rule by rule, in a deterministic order."""
+        result: list[AlertGroup] = []
+        for state in self._rules:
+            result.extend(_firing_groups(state))
+        return result
+
+
+def _with_requests(state: _RuleState, groups: pl.DataFrame) -> pl.DataFrame:
+    if state.rule.ratio is None or state.requests is None:
+        return groups.with_columns(pl.lit(None, dtype=pl.Int64).alias("requests"))
+    if not state.scope:
+        total = int(state.requests["requests"].sum())
+        return groups.with_columns(pl.lit(total, dtype=pl.Int64).alias("requests"))
+    return groups.join(state.requests, on=state.scope, how="left")
+
+
+def _condition_expr(rule: RuleConfig) -> pl.Expr:
+    expr = pl.col("count") >= rule.min_count
+    if rule.ratio is not None:
+        ratio = pl.col("count") / pl.col("requests")
+        enough = pl.col("requests") >= rule.ratio.min_requests
+        expr = expr & enough & (ratio > rule.ratio.min_ratio)
+    return expr.fill_null(False)
+
+
+def _severity(rule: RuleConfig, count: int, requests: int | None) -> str:
+    chosen = rule.severity
+    for level in rule.severity_levels:
+        if _level_holds(level, count, requests):
+            chosen = level.severity
+    return chosen
+
+
+def _level_holds(level: SeverityLevel, count: int, requests: int | None) -> bool:
+    if count < level.min_count:
+        return False
+    if level.min_ratio is None:
+        return True
+    return bool(requests) and count / requests > level.min_ratio  # type: ignore[operator]
+
+
+def _firing_groups(state: _RuleState) -> list[AlertGroup]:
+    rule = state.rule
+    if state.groups is None:
+        return []
+    keys = rule.group_by
+    firing = (
+        _with_requests(state, state.groups)
+        .filter(_condition_expr(rule))
+        .sort(["count", *keys], descending=[True, *([False] * len(keys))])
+    )
+    kept, overflow = firing.head(rule.max_alerts), firing.slice(rule.max_alerts)
+    groups = [_to_group(rule, row) for row in kept.iter_rows(named=True)]
+    return groups + _fold_overflow(rule, overflow)
+
+
+def _to_group(rule: RuleConfig, row: dict) -> AlertGroup:
+    samples = row.get("samples") or []
+    return AlertGroup(
+        rule=rule,
+        key={k: str(row[k]) for k in rule.group_by},
+        count=int(row["count"]),
+        first=row["first"],
+        last=row["last"],
+        pods=tuple(row["pods"] or ()),
+        samples=tuple(sample["line"] for sample in samples if sample["line"] is not None),
+        severity=_severity(rule, int(row["count"]), row.get("requests")),
+        requests=row.get("requests"),
+    )
+
+
+def _fold_overflow(rule: RuleConfig, overflow: pl.DataFrame) -> list[AlertGroup]:
+    """Fold the groups beyond the cap into one summary group per namespace."""
+    if overflow.height == 0:
+        return []
+    by = "namespace" if "namespace" in rule.group_by else None
+    frame = overflow.with_columns(pl.lit("(all)").alias("namespace")) if by is None else overflow
+    folded = (
+        frame.group_by("namespace")
+        .agg(
+            pl.len().alias("groups"),
+            pl.col("count").sum(),
+            pl.col("first").min(),
+            pl.col("last").max(),
+            pl.col("pods").explode().drop_nulls().unique().sort(),
+        )
+        .sort("namespace")
+    )
+    return [
+        AlertGroup(
+            rule=rule,
+            key={"namespace": row["namespace"]},
+            count=int(row["count"]),
+            first=row["first"],
+            last=row["last"],
+            pods=tuple(row["pods"] or ()),
+            samples=(),
+            severity=rule.severity,
+            folded_groups=int(row["groups"]),
+        )
+        for row in folded.iter_rows(named=True)
+    ]

@@ -1,0 +1,98 @@
+"""KubeSphere Notification Manager: Alertmanager's webhook payload, one POST per namespace.
+
+Notification Manager queues what it accepts (HTTP 200) and does no de-duplication, so each
+accepted POST becomes notifications; every alert needs a `labels` object or the server panics
+and answers 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from itertools import groupby
+from typing import Any
+
+import httpx
+
+from batchalert.alerts.model import Alert
+from batchalert.config import ReceiverConfig
+from batchalert.sinks.base import Delivery, describe_http_error, describe_status, http_client
+
+logger = logging.getLogger(__name__)
+
+
+def common_labels(alerts: list[Alert]) -> dict[str, str]:
+    """Labels that every alert of the list has with the same value."""
+    first = alerts[0].labels
+    return {k: v for k, v in first.items() if all(a.labels.get(k) == v for a in alerts[1:])}
+
+
+def webhook_payload(alerts: list[Alert], receiver: str, group_labels: dict[str, str]
+                    ) -> dict[str, Any]:
+    """Build Alertmanager's webhook message (version 4) for one notification group."""
+    status = "firing" if any(a.status == "firing" for a in alerts) else "resolved"
+    group_key = "{}:{" + ",".join(f'{k}="{v}"' for k, v in sorted(group_labels.items())) + "}"
+    return {
+        "version": "4",
+        "groupKey": group_key,
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": receiver,
+        "groupLabels": group_labels,
+        "commonLabels": common_labels(alerts),
+        "commonAnnotations": {},
+        "externalURL": "",
+        "alerts": [alert.to_dict() for alert in alerts],
+    }
+
+
+def group_alerts(alerts: list[Alert], group_by: list[str]) -> list[tuple[dict[str, str],
+                                                                          list[Alert]]]:
+    """Split alerts into notification groups by the `group_by` labels, keeping their order."""
+    def key(alert: Alert) -> tuple[str, ...]:
+        return tuple(alert.labels.get(label, "") for label in group_by)
+
+    ordered = sorted(alerts, key=key)
+    return [
+        (dict(zip(group_by, values, strict=True)), list(members))
+        for values, members in groupby(ordered, key=key)
+    ]
+
+
+class NotificationManagerSink:
+    """Posts alerts to Notification Manager's `/api/v2/alerts`."""
+
+    def __init__(self, config: ReceiverConfig, client: httpx.Client | None = None,
+                 group_by: list[str] | None = None) -> None:
+        self.name = config.name
+        self.required = config.required
+        self._urls = config.endpoint_urls()
+        self._client = client or http_client(config)
+        self._group_by = group_by or ["namespace"]
+
+    def send(self, alerts: list[Alert]) -> Delivery:
+        delivery = Delivery(self.name, self.required, attempted=len(alerts))
+        for group_labels, members in group_alerts(alerts, self._group_by):
+            payload = webhook_payload(members, self.name, group_labels)
+            if self._post_everywhere(payload, delivery):
+                delivery.delivered += len(members)
+        return delivery
+
+    def _post_everywhere(self, payload: dict[str, Any], delivery: Delivery) -> bool:
+        return all([self._post(url, payload, delivery) for url in self._urls])
+
+    def _post(self, url: str, payload: dict[str, Any], delivery: Delivery) -> bool:
+        count = len(payload["alerts"])
+        try:
+            response = self._client.post(url, json=payload)
+        except httpx.HTTPError as exc:
+            delivery.failures.append(describe_http_error(url, exc))
+            logger.warning("POST %s with %d alerts failed: %s", url, count, exc)
+            return False
+        logger.info("POST %s with %d alerts: HTTP %d", url, count, response.status_code)
+        if response.is_success:
+            return True
+        delivery.failures.append(describe_status(url, response))
+        return False
+
+    def close(self) -> None:
+        self._client.close()

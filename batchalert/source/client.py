@@ -1,0 +1,85 @@
+"""Building kafka-python consumers from the job's source settings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError, NoBrokersAvailable
+
+from batchalert.config import SourceConfig, resolve_secret
+from batchalert.errors import SourceError
+
+logger = logging.getLogger(__name__)
+
+# Bytes fetched per partition per request: large fetches amortise kafka-python's per-request cost.
+_MAX_PARTITION_FETCH_BYTES = 8 * 1024 * 1024
+# Records handed back by one poll; the reader slices them into chunks itself.
+_MAX_POLL_RECORDS = 50_000
+
+
+def consumer_settings(source: SourceConfig) -> dict[str, Any]:
+    """Translate the source settings into KafkaConsumer keyword arguments.
+
+    Auto-commit is off because offsets move only after delivery, and auto topic creation is off
+    so that a misspelt topic fails instead of silently creating an empty one.
+    """
+    timeout_ms = int(source.timeout_seconds * 1000)
+    settings: dict[str, Any] = {
+        "bootstrap_servers": list(source.brokers),
+        "client_id": source.client_id,
+        "group_id": source.group,
+        "enable_auto_commit": False,
+        "allow_auto_create_topics": False,
+        "auto_offset_reset": "earliest",
+        "isolation_level": "read_committed",
+        "bootstrap_timeout_ms": timeout_ms,
+        "request_timeout_ms": max(timeout_ms, 1000),
+        "max_partition_fetch_bytes": _MAX_PARTITION_FETCH_BYTES,
+        "max_poll_records": _MAX_POLL_RECORDS,
+        "reconnect_backoff_max_ms": 2000,
+    }
+    settings.update(_security_settings(source))
+    return settings
+
+
+def _security_settings(source: SourceConfig) -> dict[str, Any]:
+    security = source.security
+    settings: dict[str, Any] = {"security_protocol": security.protocol}
+    if security.protocol in ("SSL", "SASL_SSL"):
+        settings["ssl_check_hostname"] = security.check_hostname
+        if security.ca_file is not None:
+            settings["ssl_cafile"] = str(security.ca_file)
+        if security.cert_file is not None and security.key_file is not None:
+            settings["ssl_certfile"] = str(security.cert_file)
+            settings["ssl_keyfile"] = str(security.key_file)
+    if security.protocol.startswith("SASL_"):
+        username = resolve_secret(security.username, "source.security.username")
+        password = resolve_secret(security.password, "source.security.password")
+        settings["sasl_mechanism"] = security.sasl_mechanism
+        settings["sasl_plain_username"] = username.get_secret_value() if username else None
+        settings["sasl_plain_password"] = password.get_secret_value() if password else None
+    return settings
+
+
+@contextmanager
+def open_consumer(source: SourceConfig) -> Iterator[KafkaConsumer]:
+    """Open a consumer that is assigned partitions by hand, and close it on exit."""
+    brokers = ",".join(source.brokers)
+    try:
+        consumer = KafkaConsumer(**consumer_settings(source))
+    except NoBrokersAvailable as exc:
+        raise SourceError(
+            f"no Kafka broker reachable at {brokers} within {source.timeout_seconds:g}s; "
+            f"check source.brokers, the network path and source.security.protocol"
+        ) from exc
+    except KafkaError as exc:
+        raise SourceError(f"cannot connect to Kafka at {brokers}: {exc}") from exc
+    logger.debug("connected to Kafka at %s as group %s", brokers, source.group)
+    try:
+        yield consumer
+    finally:
+        consumer.close(autocommit=False)
