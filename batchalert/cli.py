@@ -113,12 +113,9 @@ def parse(
     from batchalert.parse.debug import parse_lines_to_json
 
     try:
-        data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
-    except OSError as exc:
-        raise _fail(ConfigError(f"cannot read {file}: {exc.strerror}")) from None
-    values = data.split(b"\n")
-    if values and values[-1] == b"":
-        values.pop()
+        values = _read_values(file)
+    except ConfigError as error:
+        raise _fail(error) from None
     for line in parse_lines_to_json(values):
         typer.echo(line)
 
@@ -139,6 +136,61 @@ def validate(
             typer.echo(f"{path}: ok")
     if failed:
         raise typer.Exit(ConfigError.exit_code)
+
+
+@app.command("test")
+def test_rules(
+    job: Annotated[Path, typer.Argument(help="Job file whose rules to try.")],
+    input_file: Annotated[Path, typer.Option("--input", "-i", help="File of Kafka record "
+                          "values, one per line, bytes as they are.")],
+) -> None:
+    """Run a job's rules over a local file and print the alerts it would send, and why."""
+    from batchalert.offline import report_lines, run_rules_offline
+
+    try:
+        loaded = _load(job, {})
+        values = _read_values(input_file)
+        report = run_rules_offline(loaded, values)
+    except BatchalertError as error:
+        raise _fail(error) from None
+    for line in report_lines(report):
+        typer.echo(line)
+
+
+def _read_values(path: Path) -> list[bytes]:
+    try:
+        data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    values = data.split(b"\n")
+    if values and values[-1] == b"":
+        values.pop()
+    return values
+
+
+cron_app = typer.Typer(help="Kubernetes CronJob manifests for a job.", no_args_is_help=True)
+app.add_typer(cron_app, name="cron")
+
+
+@cron_app.command("render")
+def cron_render(
+    job: Annotated[Path, typer.Argument(help="Job file to embed in the ConfigMap.")],
+    schedule: Annotated[str, typer.Option(help="Cron schedule, for example '*/5 * * * *'.")],
+    name: Annotated[str | None, typer.Option(help="Name of the CronJob; default "
+                    "batchalert-<job name>.")] = None,
+    namespace: Annotated[str, typer.Option(help="Namespace of the manifests.")] = "batchalert",
+    image: Annotated[str | None, typer.Option(help="Container image with batchalert.")] = None,
+) -> None:
+    """Print a ServiceAccount, ConfigMap and CronJob that run JOB on a schedule."""
+    from batchalert.cron import render_manifests
+
+    extra = {"image": image} if image else {}
+    try:
+        text = render_manifests(job, schedule, name=name, namespace=namespace,
+                                validate=lambda path: _load(path, {}), **extra)
+    except BatchalertError as error:
+        raise _fail(error) from None
+    typer.echo(text, nl=False)
 
 
 @app.command()

@@ -315,6 +315,13 @@ class ReceiverConfig(_Model):
     headers: dict[str, str] = Field(default_factory=dict)
     auth: ReceiverAuth | None = None
     ca_file: Path | None = None
+    # Alertmanager only: endsAt of a firing alert is this long after the run that sent it. Make
+    # it a few run intervals, so the alert stays active between runs and resolves by itself
+    # once runs stop re-sending it.
+    alertmanager_ends_after: str = Field(default="15m", pattern=r"^[1-9]\d*[smhd]$")
+    # Seconds one run may spend waiting to retry HTTP 429, 5xx and transport errors; 0 disables
+    # retries. Each request's own timeout comes on top of this.
+    retry_budget_seconds: float = Field(default=60.0, ge=0)
 
     @model_validator(mode="after")
     def _has_url(self) -> ReceiverConfig:
@@ -349,9 +356,30 @@ class TemplateConfig(_Model):
 class StateConfig(_Model):
     """Where alert state lives between runs, and how long an alert stays quiet or firing."""
 
+    # Without state, every run sends every alert, and nothing guards against overlapping runs.
+    enabled: bool = True
+    # Compacted topic with one partition; default `<source.topic>.batchalert-state`.
     topic: str | None = None
+    # An alert already sent within this time is not sent again to people-facing receivers.
     realert: str = "1h"
+    # A firing alert with no match for this long is sent as resolved.
     resolve_after: str = "1h"
+
+    @field_validator("realert", "resolve_after")
+    @classmethod
+    def _duration(cls, text: str) -> str:
+        if not _DURATION.match(text.strip()):
+            raise ValueError(f"duration {text!r} is invalid; write a number and a unit s, m, h "
+                             f"or d, for example 90s, 30m, 1h, 2d")
+        return text.strip()
+
+    @property
+    def realert_seconds(self) -> float:
+        return parse_duration(self.realert)
+
+    @property
+    def resolve_after_seconds(self) -> float:
+        return parse_duration(self.resolve_after)
 
 
 class JobConfig(_Model):

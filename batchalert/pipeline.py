@@ -1,23 +1,27 @@
 """One run of a job, from planned offset ranges to committed offsets.
 
 The steps run in this order:
-1. plan: read each partition's committed offset (or the offset for `--since`) and its high
+1. lock: take the run lock of the job and consumer group in the state topic, so that two runs
+   never overlap (dry runs and look-back runs that do not commit skip the lock);
+2. plan: read each partition's committed offset (or the offset for `--since`) and its high
    watermark, once;
-2. read, parse and aggregate the planned ranges chunk by chunk, so memory stays bounded;
-3. build the alerts from the groups that fire;
-4. post them to every receiver;
-5. commit each partition's next offset for the consumer group.
+3. read, parse and aggregate the planned ranges chunk by chunk, so memory stays bounded;
+4. build the alerts from the groups that fire, and decide with the stored state which ones are
+   new, which are repeats to suppress and which have resolved;
+5. post them to every receiver;
+6. write the new state, then commit each partition's next offset for the consumer group.
 
-Invariant: nothing is committed unless every required receiver accepted every alert of the run.
-A failed run leaves the group's offsets where they were, so the next run delivers the same alerts
-again (at least once, never lost).
+Invariant: nothing is committed, and no state is written, unless every required receiver
+accepted every alert of the run. A failed run leaves the group's offsets where they were, so the
+next run delivers the same alerts again (at least once, never lost).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -33,6 +37,13 @@ from batchalert.sinks import Delivery, Sink, build_sinks
 from batchalert.source import RangeReader, ReadPlan, open_consumer, plan_ranges
 from batchalert.source.offsets import commit_offsets
 from batchalert.source.reader import ReadLimits
+from batchalert.state import (
+    AlertStateStore,
+    NotificationPlan,
+    RunLock,
+    StateTopic,
+    plan_notifications,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +75,7 @@ class RunResult:
     plan: ReadPlan
     counts: RunCounts
     alerts: list[Alert] = field(default_factory=list)
+    notifications: NotificationPlan | None = None
     deliveries: list[Delivery] = field(default_factory=list)
     next_offsets: dict[int, int] = field(default_factory=dict)
     records_read: int = 0
@@ -71,6 +83,7 @@ class RunResult:
     capped: bool = False
     committed: bool = False
     commit_note: str = ""
+    corrupt_state_records: int = 0
     seconds: float = 0.0
 
     @property
@@ -86,7 +99,33 @@ class DeliveryFailed(SinkError):
         self.result = result
 
 
-def _parse_chunk(batch: pa.RecordBatch, job: JobConfig) -> pl.DataFrame:
+@dataclass
+class _StateSession:
+    topic: StateTopic
+    store: AlertStateStore
+    lock: RunLock
+
+
+@contextmanager
+def _state_session(job: JobConfig, options: RunOptions) -> Iterator[_StateSession | None]:
+    """Hold the run lock and the alert state for runs that commit; yield None otherwise."""
+    if not job.state.enabled or not options.commits:
+        yield None
+        return
+    topic = StateTopic(job)
+    try:
+        topic.ensure_exists()
+        lock = RunLock(topic, job.name, job.source.group)
+        lock.acquire()
+        try:
+            yield _StateSession(topic, AlertStateStore(topic, job.name), lock)
+        finally:
+            lock.release()
+    finally:
+        topic.close()
+
+
+def parse_chunk(batch: pa.RecordBatch, job: JobConfig) -> pl.DataFrame:
     parsed = parse_batch(batch, job.shape)
     kafka_time = pl.from_arrow(batch.column("timestamp"))
     assert isinstance(kafka_time, pl.Series)
@@ -101,26 +140,28 @@ def run_job(
     sinks: list[Sink] | None = None,
     on_progress: ProgressCallback | None = None,
     on_plan: Callable[[ReadPlan], None] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> RunResult:
-    """Run `job` once: plan, read, parse, aggregate, post, commit."""
+    """Run `job` once: lock, plan, read, parse, aggregate, post, save state, commit."""
     started = time.monotonic()
     renderer = AlertRenderer(job.language, job.templates)
     since_ms = None
     if options.since_seconds is not None:
-        since_ms = int((time.time() - options.since_seconds) * 1000)
+        since_ms = int((clock() - options.since_seconds) * 1000)
     limits = ReadLimits(max_records=options.max_records, max_bytes=options.max_bytes,
                         chunk_records=job.chunk_records, stall_seconds=job.source.stall_seconds)
     timeout_ms = int(job.source.timeout_seconds * 1000)
 
-    with open_consumer(job.source) as consumer:
+    with open_consumer(job.source) as consumer, _state_session(job, options) as session:
         plan = plan_ranges(consumer, job.source.topic, job.source.group, since_ms, timeout_ms)
         if on_plan is not None:
             on_plan(plan)
         result, groups = _read_and_aggregate(consumer, plan, job, limits, on_progress)
         result.alerts = build_alerts(groups, job.cluster, renderer)
+        result.notifications = _plan_notifications(session, result, job, clock())
         if not options.dry_run:
-            result.deliveries = _deliver(result.alerts, job, sinks)
-        _commit_if_delivered(consumer, job, options, result, timeout_ms)
+            result.deliveries = _deliver(result.notifications, job, sinks)
+        _finish(consumer, session, job, options, result, timeout_ms)
     result.seconds = time.monotonic() - started
     if result.failed_required:
         raise DeliveryFailed(_failure_message(result), result)
@@ -137,30 +178,57 @@ def _read_and_aggregate(
     aggregator = RunAggregator(job.rules)
     reader = RangeReader(consumer, plan, limits, on_progress)
     for batch in reader.batches():
-        aggregator.add(_parse_chunk(batch, job))
+        aggregator.add(parse_chunk(batch, job))
     result = RunResult(plan=plan, counts=aggregator.counts, next_offsets=dict(reader.next_offsets),
                        records_read=reader.records_read, bytes_read=reader.bytes_read,
                        capped=reader.capped)
     return result, aggregator.groups()
 
 
-def _deliver(alerts: list[Alert], job: JobConfig, sinks: list[Sink] | None) -> list[Delivery]:
-    if not alerts:
-        return []
+def _plan_notifications(session: _StateSession | None, result: RunResult, job: JobConfig,
+                        now: float) -> NotificationPlan:
+    if session is None:
+        return NotificationPlan(firing=list(result.alerts), fresh=list(result.alerts))
+    states = session.store.load()
+    result.corrupt_state_records = session.topic.corrupt_records
+    plan = plan_notifications(result.alerts, states, now, job.state.realert_seconds,
+                              job.state.resolve_after_seconds)
+    logger.info("alerts: %d firing, %d new or due, %d suppressed as repeats, %d resolved",
+                len(plan.firing), len(plan.fresh), plan.suppressed, len(plan.resolved))
+    return plan
+
+
+def _alerts_for(sink: Sink, notifications: NotificationPlan) -> list[Alert]:
+    if getattr(sink, "resend_firing", False):
+        return notifications.for_alertmanager()
+    return notifications.for_people()
+
+
+def _deliver(notifications: NotificationPlan, job: JobConfig, sinks: list[Sink] | None
+             ) -> list[Delivery]:
     own_sinks = sinks is None
     active = build_sinks(job.receivers) if sinks is None else sinks
     try:
-        return [sink.send(alerts) for sink in active]
+        deliveries = []
+        for sink in active:
+            alerts = _alerts_for(sink, notifications)
+            deliveries.append(sink.send(alerts) if alerts else Delivery(sink.name, sink.required))
+        return deliveries
     finally:
         if own_sinks:
             for sink in active:
                 sink.close()
 
 
-def _commit_if_delivered(
-    consumer: KafkaConsumer, job: JobConfig, options: RunOptions, result: RunResult,
+def _finish(
+    consumer: KafkaConsumer,
+    session: _StateSession | None,
+    job: JobConfig,
+    options: RunOptions,
+    result: RunResult,
     timeout_ms: int,
 ) -> None:
+    """Save state and commit offsets, in that order, when every required receiver accepted."""
     if options.dry_run:
         result.commit_note = "dry run: nothing committed"
     elif not options.commits:
@@ -168,6 +236,8 @@ def _commit_if_delivered(
     elif result.failed_required:
         result.commit_note = "a required receiver failed: nothing committed"
     else:
+        if session is not None and result.notifications is not None:
+            session.store.save(result.notifications.updates)
         commit_offsets(consumer, job.source.topic, job.source.group, result.next_offsets,
                        timeout_ms)
         result.committed = True

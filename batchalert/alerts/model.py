@@ -25,7 +25,8 @@ class Alert:
     annotations: dict[str, str]
     starts_at: datetime
     ends_at: datetime
-    group: AlertGroup
+    # The matches behind a firing alert; None for a resolved alert rebuilt from state.
+    group: AlertGroup | None = None
     status: Literal["firing", "resolved"] = "firing"
 
     @property

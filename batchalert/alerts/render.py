@@ -7,6 +7,7 @@ the job is loaded, so a broken one fails before any record is read.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -59,6 +60,24 @@ def template_context(group: AlertGroup) -> dict[str, Any]:
     }
 
 
+def escape_context(context: dict[str, Any], escape: Callable[[str], str]) -> dict[str, Any]:
+    """Apply `escape` to every string in a template context, inside lists and dicts too.
+
+    Numbers, booleans and None stay as they are, so templates can still compare and format them.
+    """
+    return {name: _escape_value(value, escape) for name, value in context.items()}
+
+
+def _escape_value(value: Any, escape: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return escape(value)
+    if isinstance(value, list):
+        return [_escape_value(item, escape) for item in value]
+    if isinstance(value, dict):
+        return {key: _escape_value(item, escape) for key, item in value.items()}
+    return value
+
+
 def _target_text(key: dict[str, str]) -> str | None:
     """Return "GET /path" from the group key, or None when the rule does not group by them."""
     parts = [key[name] for name in ("method", "path") if name in key]
@@ -84,6 +103,7 @@ class AlertRenderer:
         self._env = ImmutableSandboxedEnvironment(
             undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
         )
+        self.language = language
         overrides = overrides or TemplateConfig()
         self._templates = {}
         for name in TEMPLATE_NAMES:
@@ -94,9 +114,13 @@ class AlertRenderer:
             except TemplateError as exc:
                 raise ConfigError(f"{origin} template is invalid: {exc}") from exc
 
-    def _render(self, name: str, group: AlertGroup) -> str:
+    def _render(self, name: str, group: AlertGroup,
+                escape: Callable[[str], str] | None = None) -> str:
+        context = template_context(group)
+        if escape is not None:
+            context = escape_context(context, escape)
         try:
-            return self._templates[name].render(template_context(group)).strip()
+            return self._templates[name].render(context).strip()
         except TemplateError as exc:
             raise ConfigError(f"templates.{name} failed to render: {exc}; use only the "
                               f"documented variables") from exc
@@ -107,5 +131,10 @@ class AlertRenderer:
     def summary(self, group: AlertGroup) -> str:
         return self._render("summary", group)
 
-    def slack(self, group: AlertGroup) -> str:
-        return self._render("slack", group)
+    def slack(self, group: AlertGroup, escape: Callable[[str], str] | None = None) -> str:
+        """Render the Slack text; `escape` applies to every value, never to the template's text.
+
+        A Slack sink passes its mrkdwn escape here, so log content cannot add mentions or links
+        while a job's own template keeps its formatting.
+        """
+        return self._render("slack", group, escape)

@@ -182,6 +182,58 @@ class RunAggregator:
             result.extend(_firing_groups(state))
         return result
 
+    def evaluations(self) -> list[GroupEvaluation]:
+        """Return every group of every rule with the numbers its condition was checked on."""
+        result: list[GroupEvaluation] = []
+        for state in self._rules:
+            result.extend(_evaluate(state))
+        return result
+
+
+@dataclass(frozen=True)
+class GroupEvaluation:
+    """Why a group fires or not: its count and ratio against the rule's thresholds."""
+
+    rule: str
+    key: dict[str, str]
+    count: int
+    requests: int | None
+    fires: bool
+    reason: str
+
+
+def _evaluate(state: _RuleState) -> list[GroupEvaluation]:
+    rule = state.rule
+    if state.groups is None:
+        return []
+    keys = rule.group_by
+    frame = _with_requests(state, state.groups).with_columns(
+        _condition_expr(rule).alias("fires")
+    ).sort(["count", *keys], descending=[True, *([False] * len(keys))])
+    return [
+        GroupEvaluation(rule.name, {k: str(row[k]) for k in keys}, int(row["count"]),
+                        row["requests"], bool(row["fires"]),
+                        _reason(rule, int(row["count"]), row["requests"]))
+        for row in frame.iter_rows(named=True)
+    ]
+
+
+def _reason(rule: RuleConfig, count: int, requests: int | None) -> str:
+    parts = [f"count {count} {'>=' if count >= rule.min_count else '<'} min_count "
+             f"{rule.min_count}"]
+    if rule.ratio is not None:
+        if not requests:
+            parts.append("no requests counted for the ratio")
+        else:
+            ratio = count / requests
+            enough = requests >= rule.ratio.min_requests
+            parts.append(f"requests {requests} {'>=' if enough else '<'} min_requests "
+                         f"{rule.ratio.min_requests}")
+            above = ratio > rule.ratio.min_ratio
+            parts.append(f"ratio {ratio:.2%} {'>' if above else '<='} min_ratio "
+                         f"{rule.ratio.min_ratio:.2%}")
+    return ", ".join(parts)
+
 
 def _with_requests(state: _RuleState, groups: pl.DataFrame) -> pl.DataFrame:
     if state.rule.ratio is None or state.requests is None:
