@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -67,36 +69,96 @@ def run(
                            "records; commit only what was processed.")] = None,
     max_bytes: Annotated[int | None, typer.Option(min=1, help="Stop after this many bytes "
                          "of record values; commit only what was processed.")] = None,
+    pushgateway: Annotated[str | None, typer.Option(help="Push run metrics to this Prometheus "
+                           "Pushgateway URL.", envvar="BATCHALERT_PUSHGATEWAY")] = None,
+    metrics_file: Annotated[Path | None, typer.Option(help="Write run metrics to this file "
+                            "(*.prom) for node-exporter's textfile collector.",
+                            envvar="BATCHALERT_METRICS_FILE")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors "
                      "only.")] = False,
 ) -> None:
     """Read the planned offset ranges, alert on matching access lines, then commit."""
     from batchalert.logs import setup_logging
-    from batchalert.pipeline import DeliveryFailed, RunOptions, run_job
-    from batchalert.summary import alerts_json, summary_lines
 
     setup_logging(verbose=verbose, quiet=quiet)
     overrides = {"BROKERS": brokers, "TOPIC": topic, "GROUP": group,
                  "RECEIVER_URL": receiver_url, "CLUSTER": cluster}
+    settings = _RunSettings(since=since, dry_run=dry_run, commit=commit,
+                            max_records=max_records, max_bytes=max_bytes, quiet=quiet,
+                            pushgateway=pushgateway, metrics_file=metrics_file)
+    _run(job, overrides, settings)
+
+
+@dataclass(frozen=True)
+class _RunSettings:
+    since: str | None
+    dry_run: bool
+    commit: bool
+    max_records: int | None
+    max_bytes: int | None
+    quiet: bool
+    pushgateway: str | None
+    metrics_file: Path | None
+
+
+def _run(job: Path | None, overrides: dict[str, object], settings: _RunSettings) -> None:
+    """Load the job, run it with progress, print the summary and export metrics."""
+    from batchalert.events import log_run_end, log_run_start
+    from batchalert.pipeline import DeliveryFailed, RunOptions, RunResult, run_job
+    from batchalert.progress import RunProgress
+    from batchalert.summary import alerts_json, summary_lines
+
+    started = time.monotonic()
+    loaded: JobConfig | None = None
+    result: RunResult | None = None
+    failed: BaseException | None = None
     try:
         loaded = _load(job, overrides)
         options = RunOptions(
-            since_seconds=parse_duration(since) if since else None,
-            dry_run=dry_run, commit=commit, max_records=max_records, max_bytes=max_bytes,
+            since_seconds=parse_duration(settings.since) if settings.since else None,
+            dry_run=settings.dry_run, commit=settings.commit,
+            max_records=settings.max_records, max_bytes=settings.max_bytes,
         )
-        if not loaded.receivers and not dry_run:
+        if not loaded.receivers and not settings.dry_run:
             raise ConfigError("no receiver configured; add `receivers` to the job file, pass "
                               "--receiver-url, or use --dry-run")
-        result = run_job(loaded, options)
+        log_run_start(loaded, options)
+        with RunProgress(sys.stderr.isatty() and not settings.quiet) as progress:
+            result = run_job(loaded, options, on_progress=progress.on_progress,
+                             on_plan=progress.on_plan)
+        log_run_end(result)
     except DeliveryFailed as failure:
+        result, failed = failure.result, failure
+        log_run_end(failure.result)
         _print_summary(summary_lines(failure.result), err=False)
         raise _fail(failure) from None
     except BatchalertError as error:
+        failed = error
         raise _fail(error) from None
-    if dry_run:
+    except Exception as error:
+        failed = error
+        raise
+    finally:
+        _export_metrics(loaded, result, failed, settings, time.monotonic() - started)
+    if settings.dry_run:
         typer.echo(alerts_json(result))
-    _print_summary(summary_lines(result), err=dry_run)
+    _print_summary(summary_lines(result), err=settings.dry_run)
+
+
+def _export_metrics(loaded: JobConfig | None, result: object, failed: BaseException | None,
+                    settings: _RunSettings, seconds: float) -> None:
+    """Export run metrics unless the job never loaded or the run was a dry run."""
+    if loaded is None or settings.dry_run:
+        return
+    if settings.pushgateway is None and settings.metrics_file is None:
+        return
+    from batchalert.metrics import export_run_metrics
+
+    export_run_metrics(loaded.name, result, failed=failed,  # type: ignore[arg-type]
+                       lag=getattr(result, "lag", None), duration_seconds=seconds,
+                       gateway_url=settings.pushgateway, textfile=settings.metrics_file,
+                       grouping_key={})
 
 
 def _print_summary(lines: list[str], err: bool) -> None:

@@ -26,11 +26,13 @@ from dataclasses import dataclass, field
 
 import polars as pl
 import pyarrow as pa
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
 from batchalert.alerts import Alert, AlertRenderer, build_alerts
 from batchalert.config import JobConfig
 from batchalert.errors import SinkError
+from batchalert.events import log_commit
 from batchalert.parse import parse_batch
 from batchalert.rules import AlertGroup, RunAggregator, RunCounts
 from batchalert.sinks import Delivery, Sink, build_sinks
@@ -84,6 +86,8 @@ class RunResult:
     committed: bool = False
     commit_note: str = ""
     corrupt_state_records: int = 0
+    # Offsets left to read per partition after the run: high watermark now minus next offset.
+    lag: dict[int, int] | None = None
     seconds: float = 0.0
 
     @property
@@ -240,10 +244,24 @@ def _finish(
             session.store.save(result.notifications.updates)
         commit_offsets(consumer, job.source.topic, job.source.group, result.next_offsets,
                        timeout_ms)
+        log_commit(result.next_offsets)
         result.committed = True
         result.commit_note = "offsets committed"
     if not result.committed:
         logger.info(result.commit_note)
+    result.lag = _remaining_lag(consumer, job.source.topic, result.next_offsets, timeout_ms)
+
+
+def _remaining_lag(consumer: KafkaConsumer, topic: str, next_offsets: dict[int, int],
+                   timeout_ms: int) -> dict[int, int] | None:
+    """Return, per partition, how many offsets remain after this run; None if unknown."""
+    partitions = [TopicPartition(topic, p) for p in sorted(next_offsets)]
+    try:
+        ends = consumer.end_offsets(partitions, timeout_ms=timeout_ms)
+    except KafkaError as exc:
+        logger.warning("cannot read the high watermarks for the lag metric: %s", exc)
+        return None
+    return {tp.partition: max(0, ends[tp] - next_offsets[tp.partition]) for tp in partitions}
 
 
 def _failure_message(result: RunResult) -> str:

@@ -10,6 +10,7 @@ import httpx
 
 from batchalert.alerts.model import Alert
 from batchalert.config import ReceiverConfig, resolve_secret
+from batchalert.events import mask_url
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,11 @@ def http_client(config: ReceiverConfig) -> httpx.Client:
 
 
 def describe_http_error(url: str, exc: httpx.HTTPError) -> str:
-    """Name what went wrong on the way to `url` in the words an operator searches for."""
+    """Name what went wrong on the way to `url` in the words an operator searches for.
+
+    The URL is masked: a webhook URL is often a credential in itself.
+    """
+    url = mask_url(url)
     if isinstance(exc, httpx.ConnectTimeout):
         return f"connecting to {url} timed out"
     if isinstance(exc, httpx.TimeoutException):
@@ -78,6 +83,7 @@ def describe_http_error(url: str, exc: httpx.HTTPError) -> str:
 
 
 def describe_status(url: str, response: httpx.Response) -> str:
+    url = mask_url(url)
     body = response.text[:ERROR_BODY_CHARS].strip()
     return f"{url} answered HTTP {response.status_code}" + (f": {body}" if body else "")
 

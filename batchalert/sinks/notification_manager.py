@@ -15,6 +15,7 @@ import httpx
 
 from batchalert.alerts.model import Alert
 from batchalert.config import ReceiverConfig
+from batchalert.events import log_post
 from batchalert.sinks.base import Delivery, describe_http_error, describe_status, http_client
 
 logger = logging.getLogger(__name__)
@@ -86,9 +87,9 @@ class NotificationManagerSink:
             response = self._client.post(url, json=payload)
         except httpx.HTTPError as exc:
             delivery.failures.append(describe_http_error(url, exc))
-            logger.warning("POST %s with %d alerts failed: %s", url, count, exc)
+            log_post(self.name, url, None, count)
             return False
-        logger.info("POST %s with %d alerts: HTTP %d", url, count, response.status_code)
+        log_post(self.name, url, response.status_code, count)
         if response.is_success:
             return True
         delivery.failures.append(describe_status(url, response))

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from kafka import KafkaConsumer
-from kafka.errors import KafkaError, NoBrokersAvailable
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from batchalert.config import SourceConfig, resolve_secret
 from batchalert.errors import SourceError
@@ -71,7 +71,7 @@ def open_consumer(source: SourceConfig) -> Iterator[KafkaConsumer]:
     brokers = ",".join(source.brokers)
     try:
         consumer = KafkaConsumer(**consumer_settings(source))
-    except NoBrokersAvailable as exc:
+    except KafkaTimeoutError as exc:
         raise SourceError(
             f"no Kafka broker reachable at {brokers} within {source.timeout_seconds:g}s; "
             f"check source.brokers, the network path and source.security.protocol"

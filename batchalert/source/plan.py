@@ -15,6 +15,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from batchalert.errors import SourceError
+from batchalert.events import log_partition_range
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +139,5 @@ def plan_ranges(
             start = min(max(starts[tp], earliest[tp]), ends[tp])
             ranges.append(PartitionRange(tp.partition, start, ends[tp], "since"))
     for r in ranges:
-        logger.info("partition %d: planned offsets %d..%d (%s)", r.partition, r.start, r.end,
-                    r.origin)
+        log_partition_range(r)
     return ReadPlan(topic, group, tuple(ranges), since_ms)
