@@ -69,6 +69,9 @@ def run(
                            "records; commit only what was processed.")] = None,
     max_bytes: Annotated[int | None, typer.Option(min=1, help="Stop after this many bytes "
                          "of record values; commit only what was processed.")] = None,
+    dead_letter: Annotated[Path | None, typer.Option(help="Write malformed records (partition, "
+                           "offset, reason, raw value) to Parquet files in this "
+                           "directory.")] = None,
     pushgateway: Annotated[str | None, typer.Option(help="Push run metrics to this Prometheus "
                            "Pushgateway URL.", envvar="BATCHALERT_PUSHGATEWAY")] = None,
     metrics_file: Annotated[Path | None, typer.Option(help="Write run metrics to this file "
@@ -86,7 +89,8 @@ def run(
                  "RECEIVER_URL": receiver_url, "CLUSTER": cluster}
     settings = _RunSettings(since=since, dry_run=dry_run, commit=commit,
                             max_records=max_records, max_bytes=max_bytes, quiet=quiet,
-                            pushgateway=pushgateway, metrics_file=metrics_file)
+                            pushgateway=pushgateway, metrics_file=metrics_file,
+                            dead_letter=dead_letter)
     _run(job, overrides, settings)
 
 
@@ -100,6 +104,7 @@ class _RunSettings:
     quiet: bool
     pushgateway: str | None
     metrics_file: Path | None
+    dead_letter: Path | None
 
 
 def _run(job: Path | None, overrides: dict[str, object], settings: _RunSettings) -> None:
@@ -119,6 +124,7 @@ def _run(job: Path | None, overrides: dict[str, object], settings: _RunSettings)
             since_seconds=parse_duration(settings.since) if settings.since else None,
             dry_run=settings.dry_run, commit=settings.commit,
             max_records=settings.max_records, max_bytes=settings.max_bytes,
+            dead_letter_dir=settings.dead_letter,
         )
         if not loaded.receivers and not settings.dry_run:
             raise ConfigError("no receiver configured; add `receivers` to the job file, pass "

@@ -4,7 +4,8 @@
     ├── ConfigError                 invalid job file, option or environment variable; exit 2
     ├── SourceError                 Kafka unreachable, topic missing, read or commit failed; exit 3
     ├── SinkError                   a required receiver did not accept the alerts; exit 4
-    └── ConcurrentRunError          another run of the same job and group is active; exit 5
+    ├── ConcurrentRunError          another run of the same job and group is active; exit 5
+    └── GroupConflictError          another application uses the consumer group; exit 6
 
 Every message names the value involved (topic, partition, URL, field) and what to do next.
 """
@@ -40,3 +41,9 @@ class ConcurrentRunError(BatchalertError):
     """Another run of the same job and consumer group holds the run lock."""
 
     exit_code = 5
+
+
+class GroupConflictError(BatchalertError):
+    """The consumer group is used by another application as well."""
+
+    exit_code = 6

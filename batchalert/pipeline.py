@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
@@ -31,12 +32,14 @@ from kafka.errors import KafkaError
 
 from batchalert.alerts import Alert, AlertRenderer, build_alerts
 from batchalert.config import JobConfig
+from batchalert.deadletter import prepare_directory, write_dead_letters
 from batchalert.errors import SinkError
 from batchalert.events import log_commit
 from batchalert.parse import parse_batch
 from batchalert.rules import AlertGroup, RunAggregator, RunCounts
 from batchalert.sinks import Delivery, Sink, build_sinks
 from batchalert.source import RangeReader, ReadPlan, open_consumer, plan_ranges
+from batchalert.source.group import check_group_is_ours
 from batchalert.source.offsets import commit_offsets
 from batchalert.source.reader import ReadLimits
 from batchalert.state import (
@@ -62,6 +65,8 @@ class RunOptions:
     commit: bool = False
     max_records: int | None = None
     max_bytes: int | None = None
+    # Directory for the raw values of malformed records, as Parquet; None writes nothing.
+    dead_letter_dir: Path | None = None
 
     @property
     def commits(self) -> bool:
@@ -156,15 +161,19 @@ def run_job(
                         chunk_records=job.chunk_records, stall_seconds=job.source.stall_seconds)
     timeout_ms = int(job.source.timeout_seconds * 1000)
 
+    if options.dead_letter_dir is not None:
+        prepare_directory(options.dead_letter_dir)
+    if options.commits:
+        check_group_is_ours(job.source)
     with open_consumer(job.source) as consumer, _state_session(job, options) as session:
         plan = plan_ranges(consumer, job.source.topic, job.source.group, since_ms, timeout_ms)
         if on_plan is not None:
             on_plan(plan)
-        result, groups = _read_and_aggregate(consumer, plan, job, limits, on_progress)
+        result, groups = _read_and_aggregate(consumer, plan, job, limits, options, on_progress)
         result.alerts = build_alerts(groups, job.cluster, renderer)
         result.notifications = _plan_notifications(session, result, job, clock())
         if not options.dry_run:
-            result.deliveries = _deliver(result.notifications, job, sinks)
+            result.deliveries = _deliver(result.notifications, job, renderer, sinks)
         _finish(consumer, session, job, options, result, timeout_ms)
     result.seconds = time.monotonic() - started
     if result.failed_required:
@@ -177,12 +186,16 @@ def _read_and_aggregate(
     plan: ReadPlan,
     job: JobConfig,
     limits: ReadLimits,
+    options: RunOptions,
     on_progress: ProgressCallback | None,
 ) -> tuple[RunResult, list[AlertGroup]]:
     aggregator = RunAggregator(job.rules)
     reader = RangeReader(consumer, plan, limits, on_progress)
     for batch in reader.batches():
-        aggregator.add(parse_chunk(batch, job))
+        parsed = parse_chunk(batch, job)
+        aggregator.add(parsed)
+        if options.dead_letter_dir is not None:
+            write_dead_letters(batch, parsed, plan.topic, options.dead_letter_dir)
     result = RunResult(plan=plan, counts=aggregator.counts, next_offsets=dict(reader.next_offsets),
                        records_read=reader.records_read, bytes_read=reader.bytes_read,
                        capped=reader.capped)
@@ -208,10 +221,10 @@ def _alerts_for(sink: Sink, notifications: NotificationPlan) -> list[Alert]:
     return notifications.for_people()
 
 
-def _deliver(notifications: NotificationPlan, job: JobConfig, sinks: list[Sink] | None
-             ) -> list[Delivery]:
+def _deliver(notifications: NotificationPlan, job: JobConfig, renderer: AlertRenderer,
+             sinks: list[Sink] | None) -> list[Delivery]:
     own_sinks = sinks is None
-    active = build_sinks(job.receivers) if sinks is None else sinks
+    active = build_sinks(job.receivers, renderer=renderer) if sinks is None else sinks
     try:
         deliveries = []
         for sink in active:

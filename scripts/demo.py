@@ -42,15 +42,23 @@ def _run_batchalert(args: list[str], env: dict[str, str]) -> int:
     return completed.returncode
 
 
+# Alerts listed one by one per run; the rest are counted, so the output stays readable.
+ALERTS_SHOWN = 8
+
+
 def _show_received(server: NotificationManagerServer, since: int) -> None:
     payloads = server.received[since:]
-    print(f"Notification Manager accepted {len(payloads)} POST(s)")
-    for payload in payloads:
-        for alert in payload["alerts"]:
-            labels = alert["labels"]
-            print(f"- [{labels['namespace']}] {labels['workload']} {labels['method']} "
-                  f"{labels['path']}: count {alert['annotations']['count']}")
-            print(f"  message: {alert['annotations']['message']}")
+    alerts = [alert for payload in payloads for alert in payload["alerts"]]
+    print(f"Notification Manager accepted {len(payloads)} POST(s) with {len(alerts)} alert(s)")
+    ordered = sorted(alerts, key=lambda a: -int(a["annotations"]["count"]))
+    for alert in ordered[:ALERTS_SHOWN]:
+        labels = alert["labels"]
+        target = " ".join(labels[k] for k in ("workload", "method", "path") if k in labels)
+        print(f"- {labels['alertname']} [{labels['namespace']}] {target}: "
+              f"count {alert['annotations']['count']}")
+        print(f"  message: {alert['annotations']['message']}")
+    if len(ordered) > ALERTS_SHOWN:
+        print(f"... and {len(ordered) - ALERTS_SHOWN} more alert(s)")
 
 
 def main() -> None:

@@ -1,15 +1,14 @@
 """Shared fixtures: the real Kafka broker, local receivers and Debian services."""
 
+import socket
+
+import pytest
+
 pytest_plugins = [
     "tests.fixtures.kafka",
     "tests.fixtures.receivers",
     "tests.fixtures.services",
 ]
-
-
-import socket
-
-import pytest
 
 
 @pytest.fixture

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import httpx
 
 from batchalert.alerts.model import Alert
+from batchalert.alerts.render import AlertRenderer
 from batchalert.config import ReceiverConfig, resolve_secret
+from batchalert.errors import ConfigError
 from batchalert.events import mask_url
 
 logger = logging.getLogger(__name__)
@@ -62,7 +65,13 @@ def http_client(config: ReceiverConfig) -> httpx.Client:
         password = resolve_secret(config.auth.password, f"receivers.{config.name}.auth.password")
         assert user is not None and password is not None
         auth = httpx.BasicAuth(user.get_secret_value(), password.get_secret_value())
-    verify: str | bool = str(config.ca_file) if config.ca_file is not None else True
+    verify: ssl.SSLContext | bool = True
+    if config.ca_file is not None:
+        try:
+            verify = ssl.create_default_context(cafile=str(config.ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"receivers.{config.name}.ca_file: cannot load CA bundle "
+                              f"{config.ca_file}: {exc}") from exc
     return httpx.Client(timeout=timeout, headers=headers, auth=auth, verify=verify,
                         follow_redirects=False)
 
@@ -88,10 +97,13 @@ def describe_status(url: str, response: httpx.Response) -> str:
     return f"{url} answered HTTP {response.status_code}" + (f": {body}" if body else "")
 
 
-def build_sinks(receivers: list[ReceiverConfig], clients: dict[str, httpx.Client] | None = None
-                ) -> list[Sink]:
-    """Create one sink per configured receiver."""
+def build_sinks(
+    receivers: list[ReceiverConfig],
+    clients: dict[str, httpx.Client] | None = None,
+    renderer: AlertRenderer | None = None,
+) -> list[Sink]:
+    """Create one sink per configured receiver; `renderer` carries the job's language."""
     from batchalert.sinks.registry import create_sink
 
     clients = clients or {}
-    return [create_sink(config, clients.get(config.name)) for config in receivers]
+    return [create_sink(config, clients.get(config.name), renderer) for config in receivers]

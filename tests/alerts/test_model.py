@@ -84,7 +84,7 @@ def test_custom_template_is_used() -> None:
 
 
 def test_broken_template_fails_at_load() -> None:
-    with pytest.raises(ConfigError, match="templates.message"):
+    with pytest.raises(ConfigError, match=r"templates\.message"):
         AlertRenderer("en", TemplateConfig(message="{% if %}"))
 
 
