@@ -33,7 +33,9 @@ JobOption = Annotated[
 
 
 def _fail(error: BatchalertError) -> typer.Exit:
-    typer.echo(f"error: {error}", err=True)
+    from batchalert.logs import redact
+
+    typer.echo(f"error: {redact(str(error))}", err=True)
     return typer.Exit(error.exit_code)
 
 

@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal
 
 import polars as pl
@@ -28,6 +29,7 @@ from pydantic import (
 )
 
 from batchalert.errors import ConfigError
+from batchalert.logs import register_secret
 from batchalert.parse.shapes import RecordShape
 
 ENV_PREFIX = "BATCHALERT_"
@@ -94,7 +96,10 @@ class SecretRef(_Model):
 
 
 def resolve_secret(ref: SecretRef | None, what: str) -> SecretStr | None:
-    """Read the secret that `ref` points to; the value stays wrapped in SecretStr."""
+    """Read the secret that `ref` points to; the value stays wrapped in SecretStr.
+
+    The value is also registered for redaction, so no log line or error message shows it.
+    """
     if ref is None:
         return None
     if ref.env is not None:
@@ -102,12 +107,15 @@ def resolve_secret(ref: SecretRef | None, what: str) -> SecretStr | None:
         if value is None:
             raise ConfigError(f"{what}: environment variable {ref.env} is not set; set it or "
                               f"mount the secret as a file and use `file:`")
-        return SecretStr(value)
-    assert ref.file is not None
-    try:
-        return SecretStr(ref.file.read_text(encoding="utf-8").rstrip("\r\n"))
-    except OSError as exc:
-        raise ConfigError(f"{what}: cannot read secret file {ref.file}: {exc.strerror}") from exc
+    else:
+        assert ref.file is not None
+        try:
+            value = ref.file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"{what}: cannot read secret file {ref.file}: "
+                              f"{exc.strerror}") from exc
+    register_secret(value)
+    return SecretStr(value)
 
 
 class KafkaSecurity(_Model):
@@ -341,6 +349,9 @@ class ReceiverConfig(_Model):
             if not value:
                 raise ConfigError(f"receiver {self.name!r}: environment variable "
                                   f"{self.url_env} is not set; set it to the receiver URL")
+            # A URL kept in a secret is a credential (Slack's webhook path is its token).
+            register_secret(value)
+            register_secret(urlsplit(value).path)
             urls.append(value)
         return urls
 

@@ -7,6 +7,42 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+# Secret values read by this process; every log line and error message is scrubbed of them.
+_SECRETS: set[str] = set()
+# Shorter values would mask ordinary words; such a secret is too weak to matter here anyway.
+_MIN_SECRET_CHARS = 4
+MASK = "***"
+
+
+def register_secret(value: str) -> None:
+    """Remember a secret value so that `redact` and the log handlers mask it."""
+    if len(value) >= _MIN_SECRET_CHARS:
+        _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    """Replace every registered secret value in `text` with `***`."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+class RedactingFormatter(logging.Formatter):
+    """Wraps another formatter and masks registered secrets in what it produces.
+
+    Third-party libraries log their own settings at debug level (kafka-python logs its whole
+    configuration, SASL password included), so masking happens on the final text.
+    """
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(self._inner.format(record))
+
+
 # Attributes every LogRecord has; anything else was passed through `extra=` and is kept.
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -37,10 +73,11 @@ def setup_logging(verbose: bool = False, quiet: bool = False, json_lines: bool |
         json_lines = not sys.stderr.isatty()
     handler = logging.StreamHandler(sys.stderr)
     if json_lines:
-        handler.setFormatter(JsonFormatter())
+        formatter: logging.Formatter = JsonFormatter()
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s",
-                                               datefmt="%H:%M:%S"))
+        formatter = logging.Formatter("%(asctime)s %(levelname)-7s %(message)s",
+                                      datefmt="%H:%M:%S")
+    handler.setFormatter(RedactingFormatter(formatter))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
