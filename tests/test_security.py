@@ -49,7 +49,7 @@ def test_tls_with_custom_ca(kafka, secure_topic, group_id) -> None:  # type: ign
 def test_tls_without_ca_fails_clearly(kafka, secure_topic, group_id) -> None:  # type: ignore[no-untyped-def]
     job = secure_job(kafka.ssl_bootstrap, secure_topic, group_id, {"protocol": "SSL"})
 
-    with pytest.raises(SourceError, match="source.security"):
+    with pytest.raises(SourceError, match=r"source\.security"):
         run_job(job, RunOptions(dry_run=True))
 
 
