@@ -2,9 +2,9 @@
 
 A job comes from a YAML file, from environment variables (`BATCHALERT_*`) and from command-line
 options, in increasing order of precedence. Validation errors name the file, the field path, the
-value and what is allowed. Secrets never appear in the model as values: the model holds the name
-of an environment variable or the path of a mounted file, and `resolve_secret` reads it when a
-client is built.
+value and what is allowed. Secrets never appear in the model as values. The model contains the
+name of an environment variable or the path of a mounted file, and `resolve_secret` reads it when
+a client is built.
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ class RatioCondition(_Model):
     """Fire only when matches are a large enough share of the workload's requests."""
 
     min_ratio: float = Field(gt=0, le=1)
-    # Below this many requests of the workload, a ratio says nothing (2 of 4 is not 50 %).
+    # Below this many requests of the workload, a ratio means nothing (2 of 4 is not 50 %).
     min_requests: int = Field(default=20, ge=1)
 
 
@@ -210,7 +210,7 @@ GroupKey = Literal["namespace", "workload", "pod", "container", "method", "path"
 
 
 class PathNormalization(_Model):
-    """How request paths are turned into the `path` group key."""
+    """Settings that turn request paths into the `path` group key."""
 
     drop_query: bool = True
     collapse_ids: bool = True
@@ -226,7 +226,7 @@ class PathNormalization(_Model):
 
 
 class RuleConfig(_Model):
-    """Which access lines match, how they group into alerts, and when a group fires."""
+    """A rule: the access lines it matches, their grouping into alerts, and when a group fires."""
 
     name: str = "http-404"
     alertname: str | None = None
@@ -365,7 +365,7 @@ class TemplateConfig(_Model):
 
 
 class StateConfig(_Model):
-    """Where alert state lives between runs, and how long an alert stays quiet or firing."""
+    """State settings: the topic that keeps alert state between runs, and repeat and resolve times."""
 
     # Without state, every run sends every alert, and nothing guards against overlapping runs.
     enabled: bool = True

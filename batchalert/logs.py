@@ -68,7 +68,11 @@ class JsonFormatter(logging.Formatter):
 def setup_logging(verbose: bool = False, quiet: bool = False, json_lines: bool | None = None
                   ) -> None:
     """Configure the root logger; only the command-line entry point calls this."""
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    level = logging.INFO
+    if verbose:
+        level = logging.DEBUG
+    elif quiet:
+        level = logging.WARNING
     if json_lines is None:
         json_lines = not sys.stderr.isatty()
     handler = logging.StreamHandler(sys.stderr)

@@ -17,7 +17,7 @@ from batchalert.source.reader import RECORD_SCHEMA
 
 @dataclass
 class OfflineReport:
-    """What the job's rules make of a file: counts, every group's evaluation, the alerts."""
+    """Report of a job's rules over a file: counts, every group's evaluation, the alerts."""
 
     counts: RunCounts
     evaluations: list[GroupEvaluation]

@@ -57,7 +57,7 @@ ProgressCallback = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How one run behaves, from the command line."""
+    """Options of one run, from the command line."""
 
     since_seconds: float | None = None
     dry_run: bool = False

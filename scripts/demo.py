@@ -3,7 +3,7 @@
 1. start a real Kafka broker on 127.0.0.1 and create topic `logs` with 10 partitions;
 2. load realistic Fluent Bit records (many namespaces and pods, some 404s among them the
    article's WordPress request, a few broken records);
-3. start a local server that answers as KubeSphere Notification Manager does;
+3. start a local server that responds as KubeSphere Notification Manager does;
 4. run the article's job (`jobs/wordpress-404.yaml`), then a job over every pod, then the first
    job again to show that committed offsets leave nothing to repeat;
 5. print what the receiver got, and stop everything.

@@ -1,8 +1,8 @@
 """Aggregating matches chunk by chunk into alert groups, with memory bounded by the groups.
 
 Each chunk of parsed records is reduced to partial aggregates (count, first and last time, pods,
-three samples per group) that are merged into the running totals at once, so a run holds one
-chunk of records and one row per group, whatever the backlog.
+three samples per group) that are merged into the running totals at once. So a run keeps one
+chunk of records and one row per group in memory, whatever the backlog.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class AlertGroup:
 
 @dataclass
 class RunCounts:
-    """What a run saw, for the summary and the metrics."""
+    """Record counts of a run, for the summary and the metrics."""
 
     records: int = 0
     access: int = 0

@@ -1,4 +1,4 @@
-"""What every sink shares: the delivery report, HTTP clients and error text."""
+"""Parts every sink shares: the delivery report, HTTP clients and error text."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ ERROR_BODY_CHARS = 300
 
 @dataclass
 class Delivery:
-    """What one receiver accepted of a run's alerts."""
+    """Delivery report: how many of a run's alerts one receiver accepted, and its errors."""
 
     receiver: str
     required: bool

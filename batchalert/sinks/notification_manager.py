@@ -1,8 +1,8 @@
 """KubeSphere Notification Manager: Alertmanager's webhook payload, one POST per namespace.
 
 Notification Manager queues what it accepts (HTTP 200) and does no de-duplication, so each
-accepted POST becomes notifications; every alert needs a `labels` object or the server panics
-and answers 500.
+accepted POST becomes notifications. Every alert needs a `labels` object, because the server
+panics without one and returns HTTP 500.
 """
 
 from __future__ import annotations

@@ -74,7 +74,8 @@ def open_consumer(source: SourceConfig) -> Iterator[KafkaConsumer]:
     except KafkaTimeoutError as exc:
         raise SourceError(
             f"no Kafka broker reachable at {brokers} within {source.timeout_seconds:g}s; "
-            f"check source.brokers, the network path and source.security.protocol"
+            f"check source.brokers and the network path, and if the brokers are up, "
+            f"source.security: a wrong password, CA or client certificate also ends here"
         ) from exc
     except KafkaError as exc:
         raise SourceError(f"cannot connect to Kafka at {brokers}: {exc}") from exc

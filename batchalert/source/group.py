@@ -62,8 +62,8 @@ def check_group_is_ours(source: SourceConfig) -> None:
 def _describe(admin: KafkaAdminClient, group: str) -> tuple[list[str], set[str]]:
     """Return the group's members and committed topics, waiting out a missing coordinator.
 
-    The first request for any group makes the broker create its offsets topic, and until that
-    has a leader the coordinator is "not available"; that is retried for a bounded time.
+    The first request for any group makes the broker create its offsets topic. Until that topic
+    has a leader, the coordinator is "not available", so the request is retried for a while.
     """
     for attempt in range(_COORDINATOR_ATTEMPTS):
         try:
