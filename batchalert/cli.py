@@ -264,6 +264,55 @@ def cron_render(
 
 
 @app.command()
+def export(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write the "
+                      "Parquet files to, partitioned by date=YYYY-MM-DD/namespace=NAME; "
+                      "created if missing.")],
+    job: JobOption = None,
+    brokers: Annotated[str | None, typer.Option(help="Kafka bootstrap servers, "
+                       "HOST:PORT[,HOST:PORT]. Env: BATCHALERT_BROKERS.")] = None,
+    topic: Annotated[str | None, typer.Option(help="Topic with the log records. "
+                     "Env: BATCHALERT_TOPIC.")] = None,
+    group: Annotated[str | None, typer.Option(help="Consumer group whose committed offsets "
+                     "--from-committed starts at. Env: BATCHALERT_GROUP.")] = None,
+    since: Annotated[str | None, typer.Option(help="Export from this long ago (90s, 30m, 1h, "
+                     "2d) up to the high watermark.")] = None,
+    from_committed: Annotated[bool, typer.Option("--from-committed", help="Export from the "
+                              "consumer group's committed offsets up to the high watermark, "
+                              "the records the next run would read.")] = False,
+    max_records: Annotated[int | None, typer.Option(min=1, help="Stop after this many "
+                           "records.")] = None,
+    include_raw: Annotated[bool, typer.Option("--include-raw", help="Also write each record "
+                           "value as it was in Kafka (binary column `raw`).")] = False,
+    line: Annotated[bool, typer.Option("--line/--no-line", help="Write the log line (column "
+                    "`line`).")] = True,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors "
+                     "only.")] = False,
+) -> None:
+    """Write every parsed record of the planned offset ranges to Parquet; commit nothing."""
+    from batchalert.export import ExportOptions, export_records, summary_lines
+    from batchalert.logs import setup_logging
+    from batchalert.progress import RunProgress
+
+    setup_logging(verbose=verbose, quiet=quiet)
+    overrides = {"BROKERS": brokers, "TOPIC": topic, "GROUP": group}
+    try:
+        loaded = _load(job, overrides)
+        options = ExportOptions(
+            output_dir=output, since_seconds=parse_duration(since) if since else None,
+            from_committed=from_committed, max_records=max_records,
+            include_raw=include_raw, include_line=line,
+        )
+        with RunProgress(sys.stderr.isatty() and not quiet) as progress:
+            result = export_records(loaded, options, on_progress=progress.on_progress,
+                                    on_plan=progress.on_plan)
+    except BatchalertError as error:
+        raise _fail(error) from None
+    _print_summary(summary_lines(result), err=False)
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
