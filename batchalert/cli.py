@@ -43,7 +43,7 @@ def _load(job: Path | None, overrides: dict[str, object]) -> JobConfig:
     loaded = load_job(job, overrides)
     from batchalert.alerts import AlertRenderer
 
-    AlertRenderer(loaded.language, loaded.templates)
+    AlertRenderer(loaded.language, loaded.templates).check(loaded.rules)
     return loaded
 
 
@@ -56,8 +56,9 @@ def run(
                      "Env: BATCHALERT_TOPIC.")] = None,
     group: Annotated[str | None, typer.Option(help="Consumer group whose offsets mark "
                      "progress. Env: BATCHALERT_GROUP.")] = None,
-    receiver_url: Annotated[str | None, typer.Option(help="Notification Manager URL for the "
-                            "first receiver. Env: BATCHALERT_RECEIVER_URL.")] = None,
+    receiver_url: Annotated[str | None, typer.Option(help="URL of the first receiver (a "
+                            "Notification Manager receiver when the job has none). "
+                            "Env: BATCHALERT_RECEIVER_URL.")] = None,
     cluster: Annotated[str | None, typer.Option(help="Value of the `cluster` label. "
                        "Env: BATCHALERT_CLUSTER.")] = None,
     since: Annotated[str | None, typer.Option(help="Read from this long ago (90s, 30m, 1h, "

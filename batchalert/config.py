@@ -133,7 +133,8 @@ class KafkaSecurity(_Model):
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaSecurity:
         uses_sasl = self.protocol.startswith("SASL_")
-        if uses_sasl and (self.sasl_mechanism is None or self.password is None):
+        incomplete = self.sasl_mechanism is None or self.username is None or self.password is None
+        if uses_sasl and incomplete:
             raise ValueError(
                 f"protocol {self.protocol} needs `sasl_mechanism`, `username` and `password`"
             )
@@ -365,7 +366,7 @@ class TemplateConfig(_Model):
 
 
 class StateConfig(_Model):
-    """State settings: the topic that keeps alert state between runs, and repeat and resolve times."""
+    """State settings: the topic of alert state between runs, and repeat and resolve times."""
 
     # Without state, every run sends every alert, and nothing guards against overlapping runs.
     enabled: bool = True
@@ -379,7 +380,8 @@ class StateConfig(_Model):
     @field_validator("realert", "resolve_after")
     @classmethod
     def _duration(cls, text: str) -> str:
-        if not _DURATION.match(text.strip()):
+        match = _DURATION.match(text.strip())
+        if match is None or int(match.group(1)) == 0:
             raise ValueError(f"duration {text!r} is invalid; write a number and a unit s, m, h "
                              f"or d, for example 90s, 30m, 1h, 2d")
         return text.strip()

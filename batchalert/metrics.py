@@ -135,7 +135,8 @@ def _status_families(
         _gauge(RUN_SUCCESS, "1 if the last run succeeded, 0 if it failed.",
                1 if failed is None else 0, const),
         _gauge(EXIT_CODE, "Process exit code of the last run (0 ok, 2 config, 3 Kafka, "
-               "4 receiver, 5 another run active, 1 other).", exit_code_of(failed), const),
+               "4 receiver, 5 another run active, 6 consumer group shared, 1 other).",
+               exit_code_of(failed), const),
         _gauge(OFFSETS_COMMITTED, "1 if the last run committed offsets, 0 if not.",
                1 if result is not None and result.committed else 0, const),
     ]

@@ -32,7 +32,8 @@ def write_job(tmp_path: Path, bootstrap: str, topic: str, group: str,
         "name": "cli-test",
         "source": {"brokers": [bootstrap], "topic": topic, "group": group,
                    "timeout_seconds": 5, "stall_seconds": 20},
-        "receivers": [{"url": url, "timeout": {"connect": 2, "read": 2}}] if url else [],
+        "receivers": [{"url": url, "timeout": {"connect": 2, "read": 2},
+                       "retry_budget_seconds": 0}] if url else [],
         **extra,
     }
     path = tmp_path / "job.yaml"

@@ -37,7 +37,8 @@ def make_job(bootstrap: str, topic: str, group: str, url: str | None,
         "cluster": "test",
         "source": {"brokers": [bootstrap], "topic": topic, "group": group,
                    "timeout_seconds": 10, "stall_seconds": 20},
-        "receivers": [{"url": url, "timeout": {"connect": 2, "read": 2}}] if url else [],
+        "receivers": [{"url": url, "timeout": {"connect": 2, "read": 2},
+                       "retry_budget_seconds": 0}] if url else [],
         **extra,
     }
     return build_job(data, "test")

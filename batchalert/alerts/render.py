@@ -8,14 +8,14 @@ the job is loaded, so a broken one fails before any record is read.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from batchalert.config import TemplateConfig
+from batchalert.config import RuleConfig, TemplateConfig
 from batchalert.errors import ConfigError
 from batchalert.rules.aggregate import AlertGroup
 
@@ -138,3 +138,29 @@ class AlertRenderer:
         while a job's own template keeps its formatting.
         """
         return self._render("slack", group, escape)
+
+    def check(self, rules: list[RuleConfig]) -> None:
+        """Render every template for a sample group and a summary group of each rule.
+
+        Compiling catches syntax errors only; rendering also catches unknown variables and
+        sandbox violations, so a broken template fails when the job is loaded, before any
+        receiver was posted to.
+        """
+        for rule in rules:
+            for group in _sample_groups(rule):
+                for name in TEMPLATE_NAMES:
+                    self._render(name, group, escape=str)
+
+
+def _sample_groups(rule: RuleConfig) -> list[AlertGroup]:
+    moment = datetime(2021, 8, 25, 1, 54, 37, tzinfo=UTC)
+    regular = AlertGroup(
+        rule=rule, key={name: f"sample-{name}" for name in rule.group_by}, count=12,
+        first=moment, last=moment, pods=("sample-pod",), samples=("sample line",),
+        severity=rule.severity, requests=100 if rule.ratio is not None else None,
+    )
+    summary = AlertGroup(
+        rule=rule, key={"namespace": "sample-namespace"}, count=40, first=moment, last=moment,
+        pods=("sample-pod",), samples=(), severity=rule.severity, folded_groups=3,
+    )
+    return [regular, summary]

@@ -15,8 +15,8 @@ import httpx
 
 from batchalert.alerts.model import Alert
 from batchalert.config import ReceiverConfig
-from batchalert.events import log_post
-from batchalert.sinks.base import Delivery, describe_http_error, describe_status, http_client
+from batchalert.sinks.base import Delivery, http_client
+from batchalert.sinks.retry import Clock, RetryBudget, post_with_retries
 
 logger = logging.getLogger(__name__)
 
@@ -63,37 +63,36 @@ class NotificationManagerSink:
     """Posts alerts to Notification Manager's `/api/v2/alerts`."""
 
     def __init__(self, config: ReceiverConfig, client: httpx.Client | None = None,
-                 group_by: list[str] | None = None) -> None:
+                 group_by: list[str] | None = None, clock: Clock | None = None) -> None:
         self.name = config.name
         self.required = config.required
         self._urls = config.endpoint_urls()
         self._client = client or http_client(config)
         self._group_by = group_by or ["namespace"]
+        self._budget_seconds = config.retry_budget_seconds
+        self._clock = clock
 
     def send(self, alerts: list[Alert]) -> Delivery:
+        """POST each notification group; 429, 5xx and transport errors are retried."""
         delivery = Delivery(self.name, self.required, attempted=len(alerts))
+        budget = RetryBudget(self._budget_seconds, self._clock)
         for group_labels, members in group_alerts(alerts, self._group_by):
             payload = webhook_payload(members, self.name, group_labels)
-            if self._post_everywhere(payload, delivery):
+            if self._post_everywhere(payload, delivery, budget):
                 delivery.delivered += len(members)
         return delivery
 
-    def _post_everywhere(self, payload: dict[str, Any], delivery: Delivery) -> bool:
-        return all([self._post(url, payload, delivery) for url in self._urls])
+    def _post_everywhere(self, payload: dict[str, Any], delivery: Delivery,
+                         budget: RetryBudget) -> bool:
+        return all([self._post(url, payload, delivery, budget) for url in self._urls])
 
-    def _post(self, url: str, payload: dict[str, Any], delivery: Delivery) -> bool:
-        count = len(payload["alerts"])
-        try:
-            response = self._client.post(url, json=payload)
-        except httpx.HTTPError as exc:
-            delivery.failures.append(describe_http_error(url, exc))
-            log_post(self.name, url, None, count)
-            return False
-        log_post(self.name, url, response.status_code, count)
-        if response.is_success:
-            return True
-        delivery.failures.append(describe_status(url, response))
-        return False
+    def _post(self, url: str, payload: dict[str, Any], delivery: Delivery,
+              budget: RetryBudget) -> bool:
+        result = post_with_retries(self._client, url, payload, budget, receiver=self.name,
+                                   count=len(payload["alerts"]))
+        if result.failure is not None:
+            delivery.failures.append(result.failure)
+        return result.ok
 
     def close(self) -> None:
         self._client.close()

@@ -101,3 +101,18 @@ def test_format_time_is_rfc3339_utc() -> None:
     moment = datetime(2021, 1, 1, 8, 0, tzinfo=timezone(timedelta(hours=8)))
 
     assert format_time(moment) == "2021-01-01T00:00:00.000Z"
+
+
+def test_unknown_variable_fails_check() -> None:
+    renderer = AlertRenderer("en", TemplateConfig(slack="{{ no_such_value }}"))
+
+    with pytest.raises(ConfigError, match=r"templates\.slack"):
+        renderer.check([RuleConfig()])
+
+
+@pytest.mark.parametrize("language", ["en", "zh-CN"])
+def test_builtin_templates_pass_check(language: str) -> None:
+    rules = [RuleConfig(), RuleConfig(name="r", group_by=["namespace"],
+                                      ratio={"min_ratio": 0.1})]
+
+    AlertRenderer(language).check(rules)

@@ -29,7 +29,8 @@ from batchalert.sinks.registry import create_sink
 from scripts.fake_receivers import LocalCertificates
 from scripts.services import AlertmanagerProcess
 from tests.frames import access, frame
-from tests.sinks.test_webhook import FakeClock, https_server
+from tests.sinks.fakes import FakeClock
+from tests.sinks.test_webhook import https_server
 
 URL = "http://127.0.0.1:9093"
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)

@@ -11,6 +11,7 @@ from batchalert.config import ReceiverConfig, RuleConfig
 from batchalert.rules import RunAggregator
 from batchalert.sinks.notification_manager import NotificationManagerSink
 from tests.frames import access, frame
+from tests.sinks.fakes import FakeClock
 
 URL = "http://127.0.0.1:19093/api/v2/alerts"
 
@@ -21,9 +22,10 @@ def make_alerts():  # type: ignore[no-untyped-def]
     return build_alerts(aggregator.groups(), "c1", AlertRenderer())
 
 
-def sink_with(handler) -> NotificationManagerSink:  # type: ignore[no-untyped-def]
+def sink_with(handler, budget: float = 0) -> NotificationManagerSink:  # type: ignore[no-untyped-def]
     client = httpx.Client(transport=httpx.MockTransport(handler))
-    return NotificationManagerSink(ReceiverConfig(url=URL), client)
+    config = ReceiverConfig(url=URL, retry_budget_seconds=budget)
+    return NotificationManagerSink(config, client, clock=FakeClock())
 
 
 def test_one_post_per_namespace_in_webhook_shape() -> None:
@@ -81,3 +83,31 @@ def test_timeout_is_a_failure() -> None:
 
     assert delivery.delivered == 0
     assert "did not answer in time" in delivery.failures[0]
+
+
+def test_server_error_is_retried_within_budget() -> None:
+    answers = iter([httpx.Response(500, text="Running out of queue capacity"),
+                    httpx.Response(503), httpx.Response(200)])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return next(answers) if json.loads(request.content)["groupLabels"]["namespace"] == \
+            "demo-project" else httpx.Response(200)
+
+    delivery = sink_with(handler, budget=60).send(make_alerts())
+
+    assert delivery.ok
+    assert delivery.delivered == 3
+
+
+def test_bad_request_is_not_retried() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(400, json={"Status": 400, "Message": "EOF"})
+
+    delivery = sink_with(handler, budget=60).send(make_alerts())
+
+    assert delivery.delivered == 0
+    assert len(calls) == 2
+    assert "HTTP 400" in delivery.failures[0]

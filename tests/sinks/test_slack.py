@@ -28,7 +28,7 @@ from batchalert.sinks.slack import (
 )
 from scripts.fake_receivers import LocalCertificates, SlackWebhookServer
 from tests.frames import access, frame
-from tests.sinks.test_webhook import FakeClock
+from tests.sinks.fakes import FakeClock
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 # The secret parts of the fake server's webhook path, which must never be shown.

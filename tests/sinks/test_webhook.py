@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -27,32 +27,12 @@ from batchalert.sinks.retry import MAX_ATTEMPTS, retry_after_seconds
 from batchalert.sinks.webhook import BATCH_ALERTS, WebhookSink
 from scripts.fake_receivers import LocalCertificates
 from tests.frames import access, frame
+from tests.sinks.fakes import FakeClock
 
 URL = "http://127.0.0.1:8080/hooks/alerts"
 # How messages show URL: the path of a webhook URL may be a token.
 MASKED_URL = "http://127.0.0.1:8080/***"
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
-# NOTE: sinks.base.http_client passes `verify=<str>`, which httpx 0.28+ deprecates; drop this
-# filter once it passes an ssl.SSLContext built with the CA file.
-
-
-class FakeClock:
-    """A clock whose sleep only advances monotonic and wall time, and records the waits."""
-
-    def __init__(self, start: datetime = NOW) -> None:
-        self.start = start
-        self.elapsed = 0.0
-        self.sleeps: list[float] = []
-
-    def now(self) -> datetime:
-        return self.start + timedelta(seconds=self.elapsed)
-
-    def monotonic(self) -> float:
-        return self.elapsed
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.elapsed += seconds
 
 
 @dataclass
