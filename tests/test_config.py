@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from batchalert.config import (
+    SecretRef,
     expand_status,
     load_job,
     parse_duration,
     resolve_secret,
-    SecretRef,
 )
 from batchalert.errors import ConfigError
 
