@@ -409,6 +409,10 @@ class JobConfig(_Model):
     state: StateConfig = Field(default_factory=StateConfig)
     # Records per chunk: bounds memory, because each chunk is parsed and aggregated on its own.
     chunk_records: int = Field(default=200_000, ge=1)
+    # Skip, before decoding, records that contain none of the rules' status codes. Much faster,
+    # but kinds (access, other, malformed) are then counted among the inspected records only.
+    # Rules with a ratio and --dead-letter need every record and turn it off.
+    prefilter: bool = False
 
     @field_validator("name")
     @classmethod

@@ -31,12 +31,13 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from batchalert.alerts import Alert, AlertRenderer, build_alerts
-from batchalert.config import JobConfig
+from batchalert.config import JobConfig, RuleConfig
 from batchalert.deadletter import prepare_directory, write_dead_letters
 from batchalert.errors import SinkError
 from batchalert.events import log_commit
 from batchalert.parse import parse_batch
 from batchalert.rules import AlertGroup, RunAggregator, RunCounts
+from batchalert.rules.prefilter import candidate_mask, rules_allow_prefilter
 from batchalert.sinks import Delivery, Sink, build_sinks
 from batchalert.source import RangeReader, ReadPlan, open_consumer, plan_ranges
 from batchalert.source.group import check_group_is_ours
@@ -134,6 +135,19 @@ def _state_session(job: JobConfig, options: RunOptions) -> Iterator[_StateSessio
         topic.close()
 
 
+def uses_prefilter(job: JobConfig, options: RunOptions) -> bool:
+    """Return whether this run skips records that cannot match, before decoding them."""
+    wanted = job.prefilter and options.dead_letter_dir is None
+    return wanted and rules_allow_prefilter(job.rules)
+
+
+def prefilter_batch(batch: pa.RecordBatch, rules: list[RuleConfig]) -> pa.RecordBatch:
+    """Keep the records whose raw value contains a status code that a rule selects."""
+    values = pl.from_arrow(batch.column("value"))
+    assert isinstance(values, pl.Series)
+    return batch.filter(candidate_mask(values, rules).to_arrow())
+
+
 def parse_chunk(batch: pa.RecordBatch, job: JobConfig) -> pl.DataFrame:
     parsed = parse_batch(batch, job.shape)
     kafka_time = pl.from_arrow(batch.column("timestamp"))
@@ -191,9 +205,11 @@ def _read_and_aggregate(
 ) -> tuple[RunResult, list[AlertGroup]]:
     aggregator = RunAggregator(job.rules)
     reader = RangeReader(consumer, plan, limits, on_progress)
+    prefilter = uses_prefilter(job, options)
     for batch in reader.batches():
-        parsed = parse_chunk(batch, job)
-        aggregator.add(parsed)
+        inspected = prefilter_batch(batch, job.rules) if prefilter else batch
+        parsed = parse_chunk(inspected, job)
+        aggregator.add(parsed, skipped=batch.num_rows - inspected.num_rows)
         if options.dead_letter_dir is not None:
             write_dead_letters(batch, parsed, plan.topic, options.dead_letter_dir)
     result = RunResult(plan=plan, counts=aggregator.counts, next_offsets=dict(reader.next_offsets),

@@ -18,6 +18,9 @@ def summary_lines(result: RunResult) -> list[str]:
         f"access lines: {counts.access}, other lines: {counts.other}, "
         f"malformed: {counts.malformed}",
     ]
+    if counts.skipped:
+        lines.append(f"skipped by the prefilter: {counts.skipped} (they contain none of the "
+                     f"rules' status codes; kinds above count the other records only)")
     if counts.malformed_by_reason:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(counts.malformed_by_reason.items()))
         lines.append(f"malformed by reason: {reasons}")

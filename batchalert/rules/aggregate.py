@@ -56,6 +56,8 @@ class RunCounts:
     """Record counts of a run, for the summary and the metrics."""
 
     records: int = 0
+    # Records the prefilter ruled out without decoding them; not counted by kind.
+    skipped: int = 0
     access: int = 0
     other: int = 0
     malformed: int = 0
@@ -157,8 +159,13 @@ class RunAggregator:
         self._rules = [_RuleState(rule) for rule in rules]
         self.counts = RunCounts()
 
-    def add(self, parsed: pl.DataFrame) -> None:
-        """Count one chunk of parsed records and merge its matches into the groups."""
+    def add(self, parsed: pl.DataFrame, skipped: int = 0) -> None:
+        """Count one chunk of parsed records and merge its matches into the groups.
+
+        `skipped` counts the records of the chunk that the prefilter left out.
+        """
+        self.counts.records += skipped
+        self.counts.skipped += skipped
         self._count_kinds(parsed)
         enriched = enrich(parsed)
         for state in self._rules:

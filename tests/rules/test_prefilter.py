@@ -1,0 +1,79 @@
+"""The prefilter: raw values that cannot match are skipped, never a value that can."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from batchalert.config import RuleConfig, build_job
+from batchalert.offline import values_batch
+from batchalert.pipeline import RunOptions, parse_chunk, prefilter_batch, uses_prefilter
+from batchalert.rules import RunAggregator
+from batchalert.rules.prefilter import candidate_mask, rules_allow_prefilter
+from scripts.sample_logs import generate
+
+VALUES = [
+    b'{"log":"1.2.3.4 - - [25/Aug/2021:01:54:36 +0000] '
+    b'\\"GET /a HTTP/1.1\\" 404 12 \\"-\\" \\"c\\"\\n"}',
+    b'{"log":"{\\"status\\":404,\\"uri\\":\\"/x\\"}"}',
+    b'{"code":"503","path":"/y"}',
+    b'{"log":"1.2.3.4 - - [25/Aug/2021:01:54:36 +0000] '
+    b'\\"GET /b HTTP/1.1\\" 200 5000 \\"-\\" \\"c\\"\\n"}',
+    b"\xff\xfe not json",
+    None,
+]
+
+
+def mask_for(rules: list[RuleConfig]) -> list[bool]:
+    series = pl.Series("value", VALUES, dtype=pl.Binary)
+    return candidate_mask(series, rules).to_list()
+
+
+def test_literal_status_selects_values_with_it() -> None:
+    assert mask_for([RuleConfig()]) == [True, True, False, False, False, False]
+
+
+def test_class_range_uses_regex_without_longer_numbers() -> None:
+    assert mask_for([RuleConfig(status=["5xx"])]) == [False, False, True, False, False, False]
+
+
+def test_rules_combine_with_or() -> None:
+    rules = [RuleConfig(), RuleConfig(name="b", status=[503])]
+
+    assert mask_for(rules) == [True, True, True, False, False, False]
+
+
+def test_ratio_rules_need_every_record() -> None:
+    assert rules_allow_prefilter([RuleConfig()])
+    assert not rules_allow_prefilter([RuleConfig(ratio={"min_ratio": 0.1})])
+
+
+def test_prefilter_is_off_by_default_and_for_dead_letters(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    source = {"brokers": ["x:1"], "topic": "t", "group": "g"}
+    default = build_job({"source": source}, "t")
+    enabled = build_job({"source": source, "prefilter": True}, "t")
+
+    assert not uses_prefilter(default, RunOptions())
+    assert uses_prefilter(enabled, RunOptions())
+    assert not uses_prefilter(enabled, RunOptions(dead_letter_dir=tmp_path))
+
+
+def test_prefilter_keeps_every_alert() -> None:
+    job = build_job({"source": {"brokers": ["x:1"], "topic": "t", "group": "g"},
+                     "rules": [{}, {"name": "errors", "status": ["5xx"]}]}, "t")
+    batch = values_batch(list(generate(20_000, seed=11)))
+
+    full = RunAggregator(job.rules)
+    full.add(parse_chunk(batch, job))
+    filtered = RunAggregator(job.rules)
+    candidates = prefilter_batch(batch, job.rules)
+    filtered.add(parse_chunk(candidates, job), skipped=batch.num_rows - candidates.num_rows)
+
+    def summary(aggregator: RunAggregator) -> list[tuple[object, ...]]:
+        return [(g.rule.name, tuple(g.key.items()), g.count, g.first, g.last, g.samples)
+                for g in aggregator.groups()]
+
+    assert summary(filtered) == summary(full)
+    assert filtered.counts.records == full.counts.records == 20_000
+    assert filtered.counts.skipped == 20_000 - candidates.num_rows
+    assert 0 < candidates.num_rows < 20_000
+    assert filtered.counts.matches_by_rule == full.counts.matches_by_rule
