@@ -95,10 +95,13 @@ class SecretRef(_Model):
         return self
 
 
-def resolve_secret(ref: SecretRef | None, what: str) -> SecretStr | None:
+def resolve_secret(ref: SecretRef | None, what: str, redacted: bool = True
+                   ) -> SecretStr | None:
     """Read the secret that `ref` points to; the value stays wrapped in SecretStr.
 
-    The value is also registered for redaction, so no log line or error message shows it.
+    With `redacted`, the value is also registered for redaction, so no log line or error
+    message shows it. User names pass False: they are not secret, and masking a name such as
+    "batchalert" would mask every mention of the program.
     """
     if ref is None:
         return None
@@ -114,7 +117,8 @@ def resolve_secret(ref: SecretRef | None, what: str) -> SecretStr | None:
         except OSError as exc:
             raise ConfigError(f"{what}: cannot read secret file {ref.file}: "
                               f"{exc.strerror}") from exc
-    register_secret(value)
+    if redacted:
+        register_secret(value)
     return SecretStr(value)
 
 
@@ -413,6 +417,10 @@ class JobConfig(_Model):
     # but kinds (access, other, malformed) are then counted among the inspected records only.
     # Rules with a ratio and --dead-letter need every record and turn it off.
     prefilter: bool = False
+    # Processes that read partitions in parallel; 1 reads in the run's own process. Workers are
+    # used for plans of 200,000 offsets or more, without --max-records, --max-bytes or
+    # --dead-letter.
+    workers: int = Field(default=1, ge=1, le=64)
 
     @field_validator("name")
     @classmethod

@@ -35,6 +35,7 @@ from batchalert.config import JobConfig, RuleConfig
 from batchalert.deadletter import prepare_directory, write_dead_letters
 from batchalert.errors import SinkError
 from batchalert.events import log_commit
+from batchalert.parallel import MIN_SPAN_FOR_WORKERS, aggregate_in_workers
 from batchalert.parse import parse_batch
 from batchalert.rules import AlertGroup, RunAggregator, RunCounts
 from batchalert.rules.prefilter import candidate_mask, rules_allow_prefilter
@@ -195,6 +196,34 @@ def run_job(
     return result
 
 
+def aggregate_ranges(
+    consumer: KafkaConsumer,
+    plan: ReadPlan,
+    job: JobConfig,
+    limits: ReadLimits,
+    prefilter: bool,
+    dead_letter_dir: Path | None,
+    on_progress: ProgressCallback | None,
+) -> tuple[RunAggregator, RangeReader]:
+    """Read the plan's ranges chunk by chunk, parsing and aggregating each chunk at once."""
+    aggregator = RunAggregator(job.rules)
+    reader = RangeReader(consumer, plan, limits, on_progress)
+    for batch in reader.batches():
+        inspected = prefilter_batch(batch, job.rules) if prefilter else batch
+        parsed = parse_chunk(inspected, job)
+        aggregator.add(parsed, skipped=batch.num_rows - inspected.num_rows)
+        if dead_letter_dir is not None:
+            write_dead_letters(batch, parsed, plan.topic, dead_letter_dir)
+    return aggregator, reader
+
+
+def _uses_workers(job: JobConfig, options: RunOptions, plan: ReadPlan) -> bool:
+    """Return whether to read in worker processes: several asked, and a large, uncapped plan."""
+    uncapped = options.max_records is None and options.max_bytes is None
+    large = plan.span >= MIN_SPAN_FOR_WORKERS and len(plan.nonempty()) > 1
+    return job.workers > 1 and uncapped and large and options.dead_letter_dir is None
+
+
 def _read_and_aggregate(
     consumer: KafkaConsumer,
     plan: ReadPlan,
@@ -203,15 +232,19 @@ def _read_and_aggregate(
     options: RunOptions,
     on_progress: ProgressCallback | None,
 ) -> tuple[RunResult, list[AlertGroup]]:
-    aggregator = RunAggregator(job.rules)
-    reader = RangeReader(consumer, plan, limits, on_progress)
     prefilter = uses_prefilter(job, options)
-    for batch in reader.batches():
-        inspected = prefilter_batch(batch, job.rules) if prefilter else batch
-        parsed = parse_chunk(inspected, job)
-        aggregator.add(parsed, skipped=batch.num_rows - inspected.num_rows)
-        if options.dead_letter_dir is not None:
-            write_dead_letters(batch, parsed, plan.topic, options.dead_letter_dir)
+    if _uses_workers(job, options, plan):
+        aggregator, workers = aggregate_in_workers(job, plan, job.workers, limits, prefilter,
+                                                   on_progress)
+        next_offsets = {r.partition: r.start for r in plan.ranges}
+        for worker in workers:
+            next_offsets.update(worker.next_offsets)
+        result = RunResult(plan=plan, counts=aggregator.counts, next_offsets=next_offsets,
+                           records_read=sum(w.records_read for w in workers),
+                           bytes_read=sum(w.bytes_read for w in workers))
+        return result, aggregator.groups()
+    aggregator, reader = aggregate_ranges(consumer, plan, job, limits, prefilter,
+                                          options.dead_letter_dir, on_progress)
     result = RunResult(plan=plan, counts=aggregator.counts, next_offsets=dict(reader.next_offsets),
                        records_read=reader.records_read, bytes_read=reader.bytes_read,
                        capped=reader.capped)

@@ -1,6 +1,8 @@
 """Shared fixtures: the real Kafka broker, local receivers and Debian services."""
 
+import logging
 import socket
+from collections.abc import Iterator
 
 import pytest
 
@@ -9,6 +11,22 @@ pytest_plugins = [
     "tests.fixtures.receivers",
     "tests.fixtures.services",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Put back the root logger's handlers after each test.
+
+    The CLI configures logging to the runner's captured stderr, which is closed after the test;
+    a handler left behind would write to a closed file.
+    """
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name in ("kafka", "httpx"):
+        logging.getLogger(name).setLevel(logging.NOTSET)
 
 
 @pytest.fixture

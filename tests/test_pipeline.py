@@ -275,3 +275,28 @@ class TestSampleTraffic:
                    for a in result.alerts)
         namespaces = {p["groupLabels"]["namespace"] for p in nm_server.received}
         assert len(namespaces) == len({a.labels["namespace"] for a in result.alerts})
+
+
+class TestWorkers:
+    def test_workers_give_same_result_as_one_process(self, kafka, topic_factory,  # type: ignore[no-untyped-def]
+                                                     monkeypatch) -> None:
+        topic = topic_factory(partitions=4)
+        kafka.produce(topic, list(generate(4000, seed=5)))
+        monkeypatch.setattr("batchalert.pipeline.MIN_SPAN_FOR_WORKERS", 1)
+        single = make_job(kafka.bootstrap, topic, "g-single", None)
+        parallel = single.model_copy(update={"workers": 2})
+        parallel = parallel.model_copy(update={"source": single.source.model_copy(
+            update={"group": "g-parallel"})})
+        progress: list[int] = []
+
+        one = run_job(single, RunOptions(dry_run=True))
+        two = run_job(parallel, RunOptions(dry_run=True),
+                      on_progress=lambda records, nbytes: progress.append(records))
+
+        assert two.records_read == one.records_read == 4000
+        assert two.next_offsets == one.next_offsets
+        assert two.counts.access == one.counts.access
+        assert two.counts.malformed_by_reason == one.counts.malformed_by_reason
+        assert [a.labels for a in two.alerts] == [a.labels for a in one.alerts]
+        assert [a.annotations for a in two.alerts] == [a.annotations for a in one.alerts]
+        assert sum(progress) == 4000

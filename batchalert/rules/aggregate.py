@@ -146,10 +146,22 @@ class _RuleState:
         access = access.with_columns([pl.col(k).fill_null(MISSING) for k in self.scope],
                                      __all=pl.lit(""))
         partial = access.group_by(scope).agg(pl.len().cast(pl.Int64).alias("requests"))
+        self._merge_requests(partial)
+
+    def _merge_requests(self, partial: pl.DataFrame) -> None:
+        scope = self.scope or ["__all"]
         if self.requests is not None:
             partial = pl.concat([self.requests, partial]).group_by(scope).agg(
                 pl.col("requests").sum())
         self.requests = partial
+
+    def merge(self, groups: pl.DataFrame | None, requests: pl.DataFrame | None) -> None:
+        """Fold in the groups and request counts another aggregator collected."""
+        if groups is not None:
+            parts = [groups] if self.groups is None else [self.groups, groups]
+            self.groups = merge_partials(parts, self.rule.group_by)
+        if requests is not None:
+            self._merge_requests(requests)
 
 
 class RunAggregator:
@@ -188,6 +200,24 @@ class RunAggregator:
         for state in self._rules:
             result.extend(_firing_groups(state))
         return result
+
+    def partials(self) -> list[tuple[pl.DataFrame | None, pl.DataFrame | None]]:
+        """Return each rule's groups and request counts, for merging into another aggregator."""
+        return [(state.groups, state.requests) for state in self._rules]
+
+    def merge(self, counts: RunCounts,
+              partials: list[tuple[pl.DataFrame | None, pl.DataFrame | None]]) -> None:
+        """Fold in what an aggregator of the same rules collected over other records."""
+        own = self.counts
+        own.records += counts.records
+        own.skipped += counts.skipped
+        own.access += counts.access
+        own.other += counts.other
+        own.malformed += counts.malformed
+        own.malformed_by_reason.update(counts.malformed_by_reason)
+        own.matches_by_rule.update(counts.matches_by_rule)
+        for state, (groups, requests) in zip(self._rules, partials, strict=True):
+            state.merge(groups, requests)
 
     def evaluations(self) -> list[GroupEvaluation]:
         """Return every group of every rule with the numbers its condition was checked on."""

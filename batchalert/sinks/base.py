@@ -61,7 +61,8 @@ def http_client(config: ReceiverConfig) -> httpx.Client:
         assert token is not None
         headers["Authorization"] = f"Bearer {token.get_secret_value()}"
     elif config.auth is not None:
-        user = resolve_secret(config.auth.username, f"receivers.{config.name}.auth.username")
+        user = resolve_secret(config.auth.username, f"receivers.{config.name}.auth.username",
+                              redacted=False)
         password = resolve_secret(config.auth.password, f"receivers.{config.name}.auth.password")
         assert user is not None and password is not None
         auth = httpx.BasicAuth(user.get_secret_value(), password.get_secret_value())

@@ -57,7 +57,8 @@ def _security_settings(source: SourceConfig) -> dict[str, Any]:
             settings["ssl_certfile"] = str(security.cert_file)
             settings["ssl_keyfile"] = str(security.key_file)
     if security.protocol.startswith("SASL_"):
-        username = resolve_secret(security.username, "source.security.username")
+        username = resolve_secret(security.username, "source.security.username",
+                                  redacted=False)
         password = resolve_secret(security.password, "source.security.password")
         settings["sasl_mechanism"] = security.sasl_mechanism
         settings["sasl_plain_username"] = username.get_secret_value() if username else None
