@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -39,7 +40,7 @@ def _fail(error: BatchalertError) -> typer.Exit:
     return typer.Exit(error.exit_code)
 
 
-def _load(job: Path | None, overrides: dict[str, object]) -> JobConfig:
+def _load(job: Path | None, overrides: Mapping[str, object]) -> JobConfig:
     loaded = load_job(job, overrides)
     from batchalert.alerts import AlertRenderer
 
@@ -110,7 +111,7 @@ class _RunSettings:
     dead_letter: Path | None
 
 
-def _run(job: Path | None, overrides: dict[str, object], settings: _RunSettings) -> None:
+def _run(job: Path | None, overrides: Mapping[str, object], settings: _RunSettings) -> None:
     """Load the job, run it with progress, print the summary and export metrics."""
     from batchalert.events import log_run_end, log_run_start
     from batchalert.pipeline import DeliveryFailed, RunOptions, RunResult, run_job
@@ -255,10 +256,13 @@ def cron_render(
     """Print a ServiceAccount, ConfigMap and CronJob that run JOB on a schedule."""
     from batchalert.cron import render_manifests
 
-    extra = {"image": image} if image else {}
     try:
-        text = render_manifests(job, schedule, name=name, namespace=namespace,
-                                validate=lambda path: _load(path, {}), **extra)
+        if image:
+            text = render_manifests(job, schedule, name=name, namespace=namespace, image=image,
+                                    validate=lambda path: _load(path, {}))
+        else:
+            text = render_manifests(job, schedule, name=name, namespace=namespace,
+                                    validate=lambda path: _load(path, {}))
     except BatchalertError as error:
         raise _fail(error) from None
     typer.echo(text, nl=False)

@@ -235,7 +235,8 @@ class RuleConfig(_Model):
 
     name: str = "http-404"
     alertname: str | None = None
-    status: list[StatusSpec] = Field(default_factory=lambda: [404], min_length=1)
+    status: list[StatusSpec] = Field(default_factory=lambda: list[StatusSpec]([404]),
+                                     min_length=1)
     method: list[str] = Field(default_factory=list)
     namespace: PatternFilter = Field(default_factory=PatternFilter)
     pod: PatternFilter = Field(default_factory=PatternFilter)
@@ -247,7 +248,8 @@ class RuleConfig(_Model):
     severity: str = "warning"
     severity_levels: list[SeverityLevel] = Field(default_factory=list)
     group_by: list[GroupKey] = Field(
-        default_factory=lambda: ["namespace", "workload", "method", "path"], min_length=1
+        default_factory=lambda: list[GroupKey](["namespace", "workload", "method", "path"]),
+        min_length=1
     )
     path_normalization: PathNormalization = Field(default_factory=PathNormalization)
     # At most this many alerts per run; the rest fold into one summary alert per namespace.

@@ -8,8 +8,10 @@ chunk of records and one row per group in memory, whatever the backlog.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import polars as pl
 
@@ -86,7 +88,7 @@ def _group_frame(matches: pl.DataFrame, rule: RuleConfig) -> pl.DataFrame:
     return frame.with_columns([pl.col(k).fill_null(MISSING) for k in keys])
 
 
-def _partial(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+def _partial(frame: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
     sample = pl.struct(
         pl.col("time"), pl.col("partition"), pl.col("offset"),
         pl.col("line").str.slice(0, SAMPLE_MAX_CHARS).alias("line"),
@@ -100,7 +102,7 @@ def _partial(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     )
 
 
-def merge_partials(partials: list[pl.DataFrame], keys: list[str]) -> pl.DataFrame:
+def merge_partials(partials: list[pl.DataFrame], keys: Sequence[str]) -> pl.DataFrame:
     """Merge partial aggregates with the same keys into one row per group."""
     combined = pl.concat(partials, how="vertical")
     totals = combined.group_by(keys).agg(
@@ -126,7 +128,7 @@ class _RuleState:
     def __init__(self, rule: RuleConfig) -> None:
         self.rule = rule
         self.filter = rule_filter_expr(rule)
-        self.scope = [k for k in rule.group_by if k in _SCOPE_KEYS]
+        self.scope: list[str] = [k for k in rule.group_by if k in _SCOPE_KEYS]
         self.groups: pl.DataFrame | None = None
         self.requests: pl.DataFrame | None = None
 
@@ -321,7 +323,7 @@ def _firing_groups(state: _RuleState) -> list[AlertGroup]:
     return groups + _fold_overflow(rule, overflow)
 
 
-def _to_group(rule: RuleConfig, row: dict) -> AlertGroup:
+def _to_group(rule: RuleConfig, row: dict[str, Any]) -> AlertGroup:
     samples = row.get("samples") or []
     return AlertGroup(
         rule=rule,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 
 from batchalert.errors import SourceError
@@ -141,7 +142,7 @@ class RangeReader:
                 return True
         return self._finish_partitions(pending) or progressed
 
-    def _take(self, span: PartitionRange, records: list, buffer: _Buffer) -> None:
+    def _take(self, span: PartitionRange, records: list[ConsumerRecord], buffer: _Buffer) -> None:
         wanted = [r for r in records if r.offset < span.end]
         wanted = self._apply_caps(wanted)
         if not wanted:
@@ -161,7 +162,7 @@ class RangeReader:
         if self._on_progress is not None:
             self._on_progress(count, nbytes)
 
-    def _apply_caps(self, records: list) -> list:
+    def _apply_caps(self, records: list[ConsumerRecord]) -> list[ConsumerRecord]:
         limits = self._limits
         if limits.max_records is not None:
             room = limits.max_records - self.records_read
