@@ -337,6 +337,10 @@ class ReceiverConfig(_Model):
     # Seconds one run may spend waiting to retry HTTP 429, 5xx and transport errors; 0 disables
     # retries. Each request's own timeout comes on top of this.
     retry_budget_seconds: float = Field(default=60.0, ge=0)
+    # Notification Manager only: labels whose values split the alerts into one POST each, as
+    # Alertmanager's route `group_by` would. Notification Manager picks tenant receivers by
+    # `namespace`, so the default is one notification per namespace.
+    group_by: list[str] = Field(default_factory=lambda: ["namespace"], min_length=1)
 
     @model_validator(mode="after")
     def _has_url(self) -> ReceiverConfig:

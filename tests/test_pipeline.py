@@ -300,3 +300,74 @@ class TestWorkers:
         assert [a.labels for a in two.alerts] == [a.labels for a in one.alerts]
         assert [a.annotations for a in two.alerts] == [a.annotations for a in one.alerts]
         assert sum(progress) == 4000
+
+
+class TestStateAcrossRuns:
+    def test_repeat_suppressed_then_resolved(self, kafka, topic_factory, group_id,  # type: ignore[no-untyped-def]
+                                             nm_server) -> None:
+        topic = topic_factory(partitions=1)
+        job = make_job(kafka.bootstrap, topic, group_id, nm_server.url,
+                       state={"realert": "1h", "resolve_after": "30m"})
+        now = 1_800_000_000.0
+        kafka.produce(topic, [fluent_bit_value(404, "/a")] * 2)
+
+        first = run_job(job, RunOptions(), clock=lambda: now)
+        kafka.produce(topic, [fluent_bit_value(404, "/a")] * 3)
+        second = run_job(job, RunOptions(), clock=lambda: now + 600)
+        quiet = run_job(job, RunOptions(), clock=lambda: now + 600 + 1799)
+        resolved = run_job(job, RunOptions(), clock=lambda: now + 600 + 1800)
+        after = run_job(job, RunOptions(), clock=lambda: now + 600 + 1900)
+
+        assert first.notifications is not None and len(first.notifications.fresh) == 1
+        assert second.notifications is not None and second.notifications.suppressed == 1
+        assert quiet.notifications is not None and quiet.notifications.resolved == []
+        assert resolved.notifications is not None and len(resolved.notifications.resolved) == 1
+        assert after.notifications is not None and after.notifications.resolved == []
+        statuses = [alert["status"] for post in nm_server.received for alert in post["alerts"]]
+        assert statuses == ["firing", "resolved"]
+        resolved_alert = nm_server.received[-1]["alerts"][0]
+        assert resolved_alert["labels"]["path"] == "/a"
+        assert resolved_alert["annotations"]["count"] == "3"
+
+    def test_realert_sends_again_after_interval(self, kafka, topic_factory, group_id,  # type: ignore[no-untyped-def]
+                                                nm_server) -> None:
+        topic = topic_factory(partitions=1)
+        job = make_job(kafka.bootstrap, topic, group_id, nm_server.url,
+                       state={"realert": "1h", "resolve_after": "2h"})
+        now = 1_800_000_000.0
+        kafka.produce(topic, [fluent_bit_value(404, "/a")])
+        run_job(job, RunOptions(), clock=lambda: now)
+        kafka.produce(topic, [fluent_bit_value(404, "/a")])
+
+        again = run_job(job, RunOptions(), clock=lambda: now + 3600)
+
+        assert again.notifications is not None and len(again.notifications.fresh) == 1
+        assert len(nm_server.received) == 2
+
+    def test_failed_delivery_writes_no_state(self, kafka, topic_factory, group_id,  # type: ignore[no-untyped-def]
+                                             nm_server) -> None:
+        topic = topic_factory(partitions=1)
+        job = make_job(kafka.bootstrap, topic, group_id, nm_server.url)
+        kafka.produce(topic, [fluent_bit_value(404, "/a")])
+        nm_server.fail_next(1, 500)
+        with pytest.raises(DeliveryFailed):
+            run_job(job, RunOptions())
+
+        retry = run_job(job, RunOptions())
+
+        assert retry.notifications is not None and len(retry.notifications.fresh) == 1
+        assert retry.notifications.suppressed == 0
+
+
+def test_same_range_gives_same_alerts(kafka, topic_factory) -> None:  # type: ignore[no-untyped-def]
+    topic = topic_factory(partitions=3)
+    kafka.produce(topic, list(generate(3000, seed=9)))
+    job = make_job(kafka.bootstrap, topic, "g-determinism", None,
+                   rules=[{}, {"name": "errors", "status": ["5xx"], "max_alerts": 5}])
+
+    first = run_job(job, RunOptions(since_seconds=86400 * 365 * 30))
+    second = run_job(job.model_copy(update={"chunk_records": 700}),
+                     RunOptions(since_seconds=86400 * 365 * 30))
+
+    assert [a.to_dict() for a in first.alerts] == [a.to_dict() for a in second.alerts]
+    assert len(first.alerts) > 10

@@ -68,7 +68,7 @@ class NotificationManagerSink:
         self.required = config.required
         self._urls = config.endpoint_urls()
         self._client = client or http_client(config)
-        self._group_by = group_by or ["namespace"]
+        self._group_by = group_by or list(config.group_by)
         self._budget_seconds = config.retry_budget_seconds
         self._clock = clock
 

@@ -111,3 +111,21 @@ def test_bad_request_is_not_retried() -> None:
     assert delivery.delivered == 0
     assert len(calls) == 2
     assert "HTTP 400" in delivery.failures[0]
+
+
+def test_notification_grouping_is_configurable() -> None:
+    bodies = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200)
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    config = ReceiverConfig(url=URL, group_by=["namespace", "path"], retry_budget_seconds=0)
+    NotificationManagerSink(config, client).send(make_alerts())
+
+    assert [b["groupLabels"] for b in bodies] == [
+        {"namespace": "demo-project", "path": "/b"},
+        {"namespace": "demo-project", "path": "/notfound"},
+        {"namespace": "shop", "path": "/notfound"},
+    ]
