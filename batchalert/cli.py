@@ -33,10 +33,16 @@ JobOption = Annotated[
 ]
 
 
-def _fail(error: BatchalertError) -> typer.Exit:
+def _echo_error(error: BatchalertError) -> None:
+    """Print each line of the error's message on stderr, prefixed and with secrets masked."""
     from batchalert.logs import redact
 
-    typer.echo(f"error: {redact(str(error))}", err=True)
+    for line in redact(str(error)).splitlines() or [""]:
+        typer.echo(f"error: {line}", err=True)
+
+
+def _fail(error: BatchalertError) -> typer.Exit:
+    _echo_error(error)
     return typer.Exit(error.exit_code)
 
 
@@ -202,7 +208,7 @@ def validate(
         try:
             _load(path, {})
         except BatchalertError as error:
-            typer.echo(f"error: {error}", err=True)
+            _echo_error(error)
             failed = True
         else:
             typer.echo(f"{path}: ok")

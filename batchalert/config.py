@@ -9,6 +9,7 @@ a client is built.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -508,15 +509,65 @@ def read_job_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def _model_at(location: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """Return the model class that the field path `location` points into, if any."""
+    model: Any = JobConfig
+    for part in location:
+        if isinstance(part, int) or not (isinstance(model, type) and
+                                          issubclass(model, BaseModel)):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        model = _unwrap_model(field.annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _unwrap_model(annotation: Any) -> Any:
+    """Find a model class inside `list[Model]`, `Model | None` and similar annotations."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in getattr(annotation, "__args__", ()):
+        found = _unwrap_model(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _unknown_field_message(location: tuple[str | int, ...]) -> str:
+    model = _model_at(location[:-1])
+    if model is None:
+        return "unknown field"
+    allowed = sorted(model.model_fields)
+    close = difflib.get_close_matches(str(location[-1]), allowed, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown field{hint} Allowed fields: {', '.join(allowed)}"
+
+
+_SOURCE_OVERRIDES = {"brokers": "BROKERS", "topic": "TOPIC", "group": "GROUP"}
+
+
+def _error_message(error: Any) -> str:
+    location = tuple(error["loc"])
+    if error["type"] == "extra_forbidden":
+        return _unknown_field_message(location)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "missing" and location[:1] == ("source",) and len(location) == 2:
+        variable = _SOURCE_OVERRIDES.get(str(location[1]))
+        if variable is not None:
+            message += (f"; set it in the job file, with --{location[1]} or with "
+                        f"{ENV_PREFIX}{variable}")
+    return message
+
+
 def format_validation_error(exc: ValidationError, origin: str) -> str:
     """Render pydantic errors as `origin: field.path: message (got value)` lines."""
     lines = []
     for error in exc.errors():
         location = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"].removeprefix("Value error, ")
         value = error.get("input")
         shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
-        lines.append(f"{origin}: {location}: {message}{shown}")
+        lines.append(f"{origin}: {location}: {_error_message(error)}{shown}")
     return "\n".join(lines)
 
 

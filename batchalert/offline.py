@@ -57,6 +57,9 @@ def report_lines(report: OfflineReport) -> list[str]:
     counts = report.counts
     lines = [f"records: {counts.records}, access lines: {counts.access}, other lines: "
              f"{counts.other}, malformed: {counts.malformed}"]
+    if counts.malformed_by_reason:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(counts.malformed_by_reason.items()))
+        lines.append(f"malformed by reason: {reasons}")
     for evaluation in report.evaluations:
         verdict = "FIRES" if evaluation.fires else "quiet"
         key = ", ".join(f"{k}={v}" for k, v in evaluation.key.items())

@@ -43,6 +43,7 @@ from batchalert.sinks import Delivery, Sink, build_sinks
 from batchalert.source import RangeReader, ReadPlan, open_consumer, plan_ranges
 from batchalert.source.group import check_group_is_ours
 from batchalert.source.offsets import commit_offsets
+from batchalert.source.plan import topic_partitions
 from batchalert.source.reader import ReadLimits
 from batchalert.state import (
     AlertStateStore,
@@ -158,6 +159,20 @@ def parse_chunk(batch: pa.RecordBatch, job: JobConfig) -> pl.DataFrame:
     )
 
 
+@dataclass(frozen=True)
+class _RunSetup:
+    """What one run works with besides the job and options."""
+
+    renderer: AlertRenderer
+    limits: ReadLimits
+    since_ms: int | None
+    timeout_ms: int
+    clock: Callable[[], float]
+    sinks: list[Sink] | None
+    on_progress: ProgressCallback | None
+    on_plan: Callable[[ReadPlan], None] | None
+
+
 def run_job(
     job: JobConfig,
     options: RunOptions,
@@ -168,31 +183,48 @@ def run_job(
 ) -> RunResult:
     """Run `job` once: lock, plan, read, parse, aggregate, post, save state, commit."""
     started = time.monotonic()
-    renderer = AlertRenderer(job.language, job.templates)
     since_ms = None
     if options.since_seconds is not None:
         since_ms = int((clock() - options.since_seconds) * 1000)
-    limits = ReadLimits(max_records=options.max_records, max_bytes=options.max_bytes,
-                        chunk_records=job.chunk_records, stall_seconds=job.source.stall_seconds)
-    timeout_ms = int(job.source.timeout_seconds * 1000)
-
+    setup = _RunSetup(
+        renderer=AlertRenderer(job.language, job.templates),
+        limits=ReadLimits(max_records=options.max_records, max_bytes=options.max_bytes,
+                          chunk_records=job.chunk_records,
+                          stall_seconds=job.source.stall_seconds),
+        since_ms=since_ms, timeout_ms=int(job.source.timeout_seconds * 1000), clock=clock,
+        sinks=sinks, on_progress=on_progress, on_plan=on_plan,
+    )
     if options.dead_letter_dir is not None:
         prepare_directory(options.dead_letter_dir)
-    if options.commits:
-        check_group_is_ours(job.source)
-    with open_consumer(job.source) as consumer, _state_session(job, options) as session:
-        plan = plan_ranges(consumer, job.source.topic, job.source.group, since_ms, timeout_ms)
-        if on_plan is not None:
-            on_plan(plan)
-        result, groups = _read_and_aggregate(consumer, plan, job, limits, options, on_progress)
-        result.alerts = build_alerts(groups, job.cluster, renderer)
-        result.notifications = _plan_notifications(session, result, job, clock())
-        if not options.dry_run:
-            result.deliveries = _deliver(result.notifications, job, renderer, sinks)
-        _finish(consumer, session, job, options, result, timeout_ms)
+
+    with open_consumer(job.source) as consumer:
+        # The topic is checked first, so that a misspelt topic is not reported as a group
+        # shared with another application.
+        topic_partitions(consumer, job.source.topic)
+        if options.commits:
+            check_group_is_ours(job.source)
+        result = _run_with_consumer(consumer, job, options, setup)
     result.seconds = time.monotonic() - started
     if result.failed_required:
         raise DeliveryFailed(_failure_message(result), result)
+    return result
+
+
+def _run_with_consumer(consumer: KafkaConsumer, job: JobConfig, options: RunOptions,
+                       setup: _RunSetup) -> RunResult:
+    """Lock, plan, read, aggregate, post, save state and commit, on an open consumer."""
+    with _state_session(job, options) as session:
+        plan = plan_ranges(consumer, job.source.topic, job.source.group, setup.since_ms,
+                           setup.timeout_ms)
+        if setup.on_plan is not None:
+            setup.on_plan(plan)
+        result, groups = _read_and_aggregate(consumer, plan, job, setup.limits, options,
+                                             setup.on_progress)
+        result.alerts = build_alerts(groups, job.cluster, setup.renderer)
+        result.notifications = _plan_notifications(session, result, job, setup.clock())
+        if not options.dry_run:
+            result.deliveries = _deliver(result.notifications, job, setup.renderer, setup.sinks)
+        _finish(consumer, session, job, options, result, setup.timeout_ms)
     return result
 
 

@@ -25,6 +25,10 @@ def summary_lines(result: RunResult) -> list[str]:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(counts.malformed_by_reason.items()))
         lines.append(f"malformed by reason: {reasons}")
     lines.append(f"matches: {counts.matches}, alerts: {len(result.alerts)}")
+    plan = result.notifications
+    if plan is not None and (plan.suppressed or plan.resolved):
+        lines.append(f"alerts sent again later: {plan.suppressed} repeat(s) within realert "
+                     f"held back, {len(plan.resolved)} resolved alert(s) added")
     for delivery in result.deliveries:
         state = "ok" if delivery.ok else "FAILED"
         lines.append(f"receiver {delivery.receiver}: {delivery.delivered} of "

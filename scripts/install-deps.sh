@@ -46,4 +46,5 @@ if [ "${#missing_packages[@]}" -gt 0 ]; then
     apt_install "${missing_packages[@]}"
 fi
 
-python3 -m scripts.kafka_local fetch
+# The folder of the jars goes to stderr, so that the demo and test output start clean.
+python3 -m scripts.kafka_local fetch >&2

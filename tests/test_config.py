@@ -184,3 +184,25 @@ def test_secret_from_file_strips_newline(tmp_path: Path) -> None:
     secret = resolve_secret(SecretRef(file=path), "password")
 
     assert secret is not None and secret.get_secret_value() == "hunter2"
+
+
+def test_unknown_field_suggests_close_name(tmp_path: Path) -> None:
+    text = MINIMAL + "rules:\n  - namespce: {include: [x]}\n"
+
+    with pytest.raises(ConfigError) as caught:
+        load_job(write(tmp_path, text), environ={})
+
+    message = str(caught.value)
+    assert "rules.0.namespce: unknown field" in message
+    assert "did you mean 'namespace'?" in message
+    assert "Allowed fields: alertname" in message
+
+
+def test_missing_broker_names_option_and_variable(tmp_path: Path) -> None:
+    text = MINIMAL.replace('  brokers: ["127.0.0.1:9092"]\n', "")
+
+    with pytest.raises(ConfigError) as caught:
+        load_job(write(tmp_path, text), environ={})
+
+    assert "--brokers" in str(caught.value)
+    assert "BATCHALERT_BROKERS" in str(caught.value)
