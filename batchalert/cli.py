@@ -257,18 +257,22 @@ def cron_render(
     name: Annotated[str | None, typer.Option(help="Name of the CronJob; default "
                     "batchalert-<job name>.")] = None,
     namespace: Annotated[str, typer.Option(help="Namespace of the manifests.")] = "batchalert",
-    image: Annotated[str | None, typer.Option(help="Container image with batchalert.")] = None,
+    image: Annotated[str, typer.Option(help="Container image with batchalert, with its "
+                     "registry.")] = f"batchalert:{__version__}",
+    active_deadline_seconds: Annotated[int | None, typer.Option(help="Seconds a run may take "
+                                       "before Kubernetes stops it; default: the schedule's "
+                                       "interval less 60 s.")] = None,
+    time_zone: Annotated[str | None, typer.Option(help="Time zone of the schedule, for "
+                         "example Asia/Shanghai (Kubernetes 1.27 or later).")] = None,
 ) -> None:
     """Print a ServiceAccount, ConfigMap and CronJob that run JOB on a schedule."""
     from batchalert.cron import render_manifests
 
     try:
-        if image:
-            text = render_manifests(job, schedule, name=name, namespace=namespace, image=image,
-                                    validate=lambda path: _load(path, {}))
-        else:
-            text = render_manifests(job, schedule, name=name, namespace=namespace,
-                                    validate=lambda path: _load(path, {}))
+        text = render_manifests(job, schedule, name=name, namespace=namespace, image=image,
+                                time_zone=time_zone,
+                                active_deadline_seconds=active_deadline_seconds,
+                                validate=lambda path: _load(path, {}))
     except BatchalertError as error:
         raise _fail(error) from None
     typer.echo(text, nl=False)

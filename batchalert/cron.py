@@ -127,7 +127,7 @@ def render_manifests(
     kafka_secret: str = DEFAULT_KAFKA_SECRET,
     receiver_secret: str = DEFAULT_RECEIVER_SECRET,
     time_zone: str | None = None,
-    active_deadline_seconds: int = DEFAULT_ACTIVE_DEADLINE_SECONDS,
+    active_deadline_seconds: int | None = None,
     validate: Callable[[Path], object] | None = None,
 ) -> str:
     """Render a ServiceAccount, a ConfigMap and a CronJob that run `job_file` on `schedule`.
@@ -137,8 +137,10 @@ def render_manifests(
     gives the default object name `batchalert-<name>`, and Kafka files must lie under
     /etc/batchalert/kafka/. The ConfigMap contains the file's bytes unchanged, also after the
     returned text is parsed as YAML again. `time_zone` sets spec.timeZone, which needs
-    Kubernetes 1.27 or later. Raises ConfigError naming the invalid value and how to fix it,
-    also for a Kafka password written inline.
+    Kubernetes 1.27 or later. Without `active_deadline_seconds`, the deadline is the
+    schedule's interval less 60 s where the interval can be read off the schedule (`*/N` minutes
+    or hours), else 240 s. Raises ConfigError naming the invalid value and how to fix it, also
+    for a Kafka password written inline or a deadline that would let runs overlap.
     """
     if validate is not None:
         validate(job_file)
@@ -156,7 +158,7 @@ def render_manifests(
         kafka_secret=kafka_secret,
         receiver_secret=receiver_secret,
         time_zone=time_zone,
-        active_deadline_seconds=active_deadline_seconds,
+        active_deadline_seconds=_deadline_for(schedule, active_deadline_seconds),
     )
     stream = _render_stream(context)
 
@@ -365,6 +367,48 @@ def _check_time_zone(time_zone: str | None) -> None:
             f"invalid time zone {time_zone!r}: give an IANA time zone name such as "
             "'Etc/UTC' or 'Asia/Shanghai'."
         )
+
+
+# Seconds Kubernetes waits after SIGTERM before it kills a pod (terminationGracePeriodSeconds).
+_GRACE_SECONDS = 30
+
+
+def schedule_interval_seconds(schedule: str) -> int | None:
+    """Return the seconds between runs of a simple schedule, or None when it is irregular.
+
+    Understands `* * * * *`, `*/N * * * *` and `M */N * * *` (and `M * * * *`), the forms a
+    batch job on a fixed interval uses.
+    """
+    fields = schedule.split()
+    if len(fields) != 5 or fields[2:] != ["*", "*", "*"]:
+        return None
+    minute, hour = fields[0], fields[1]
+    if hour == "*" and minute == "*":
+        return 60
+    if hour == "*" and minute.startswith("*/") and minute[2:].isdigit():
+        return 60 * int(minute[2:])
+    if minute.isdigit() and hour == "*":
+        return 3600
+    if minute.isdigit() and hour.startswith("*/") and hour[2:].isdigit():
+        return 3600 * int(hour[2:])
+    return None
+
+
+def _deadline_for(schedule: str, requested: int | None) -> int:
+    """Return the Job's activeDeadlineSeconds, checked against the schedule's interval."""
+    validate_schedule(schedule)
+    interval = schedule_interval_seconds(schedule)
+    if requested is None:
+        if interval is None:
+            return DEFAULT_ACTIVE_DEADLINE_SECONDS
+        return max(_GRACE_SECONDS, interval - 2 * _GRACE_SECONDS)
+    if interval is not None and requested + _GRACE_SECONDS >= interval:
+        raise ConfigError(
+            f"active deadline {requested}s plus the {_GRACE_SECONDS}s grace period is not shorter "
+            f"than the schedule's interval of {interval}s ({schedule!r}), so a stuck run could "
+            f"overlap the next; give at most {interval - _GRACE_SECONDS - 1}s"
+        )
+    return requested
 
 
 def _check_deadline(active_deadline_seconds: int) -> None:

@@ -1040,3 +1040,25 @@ def test_any_job_text_round_trips(
     stream = render_manifests(job_file, SCHEDULE, name="property")
 
     assert by_kind(list(yaml.safe_load_all(stream)))["ConfigMap"]["data"]["job.yaml"] == text
+
+
+@pytest.mark.parametrize(("schedule", "interval"), [
+    ("* * * * *", 60), ("*/5 * * * *", 300), ("*/15 * * * *", 900), ("7 * * * *", 3600),
+    ("0 */2 * * *", 7200), ("0 9 * * 1-5", None), ("@hourly", None),
+])
+def test_schedule_interval(schedule: str, interval: int | None) -> None:
+    from batchalert.cron import schedule_interval_seconds
+
+    assert schedule_interval_seconds(schedule) == interval
+
+
+def test_deadline_follows_schedule() -> None:
+    every_minute = yaml.safe_load_all(render_manifests(OVERLAY / "job.yaml", "* * * * *"))
+    cronjob = next(doc for doc in every_minute if doc["kind"] == "CronJob")
+
+    assert cronjob["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] == 30
+
+
+def test_deadline_too_long_for_schedule_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="overlap"):
+        render_manifests(OVERLAY / "job.yaml", "*/2 * * * *", active_deadline_seconds=240)
