@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 import pyarrow as pa
@@ -52,6 +53,9 @@ from batchalert.state import (
     StateTopic,
     plan_notifications,
 )
+
+if TYPE_CHECKING:
+    from batchalert.source.fastread import FastRangeReader
 
 logger = logging.getLogger(__name__)
 
@@ -228,6 +232,21 @@ def _run_with_consumer(consumer: KafkaConsumer, job: JobConfig, options: RunOpti
     return result
 
 
+def make_reader(
+    kind: str,
+    consumer: KafkaConsumer,
+    plan: ReadPlan,
+    limits: ReadLimits,
+    on_progress: ProgressCallback | None,
+) -> RangeReader | FastRangeReader:
+    """Create the reader the job asks for; the fast one is imported only when used."""
+    if kind == "fast":
+        from batchalert.source.fastread import FastRangeReader
+
+        return FastRangeReader(consumer, plan, limits, on_progress)
+    return RangeReader(consumer, plan, limits, on_progress)
+
+
 def aggregate_ranges(
     consumer: KafkaConsumer,
     plan: ReadPlan,
@@ -236,10 +255,10 @@ def aggregate_ranges(
     prefilter: bool,
     dead_letter_dir: Path | None,
     on_progress: ProgressCallback | None,
-) -> tuple[RunAggregator, RangeReader]:
+) -> tuple[RunAggregator, RangeReader | FastRangeReader]:
     """Read the plan's ranges chunk by chunk, parsing and aggregating each chunk at once."""
     aggregator = RunAggregator(job.rules)
-    reader = RangeReader(consumer, plan, limits, on_progress)
+    reader = make_reader(job.source.reader, consumer, plan, limits, on_progress)
     for batch in reader.batches():
         inspected = prefilter_batch(batch, job.rules) if prefilter else batch
         parsed = parse_chunk(inspected, job)
