@@ -2,8 +2,8 @@
 
 kafka-python decodes records in Python, under one interpreter lock, so one process keeps one
 core busy. With `workers: N` the planned partitions are dealt out to N processes. Each reads its
-ranges with its own consumer, parses and aggregates them, and returns its partial aggregates;
-the parent merges them and goes on to post and commit as usual. Workers never commit.
+ranges with its own consumer, parses and aggregates them, and returns its partial aggregates.
+The parent merges them and goes on to post and commit as usual, because workers never commit.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ Partials = list[tuple[pl.DataFrame | None, pl.DataFrame | None]]
 
 @dataclass
 class WorkerResult:
-    """What one worker read and aggregated."""
+    """Result of one worker: its counts, partial aggregates and read positions."""
 
     counts: RunCounts
     partials: Partials

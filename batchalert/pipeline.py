@@ -165,7 +165,7 @@ def parse_chunk(batch: pa.RecordBatch, job: JobConfig) -> pl.DataFrame:
 
 @dataclass(frozen=True)
 class _RunSetup:
-    """What one run works with besides the job and options."""
+    """Settings and callbacks of one run besides the job and options."""
 
     renderer: AlertRenderer
     limits: ReadLimits
@@ -239,7 +239,7 @@ def make_reader(
     limits: ReadLimits,
     on_progress: ProgressCallback | None,
 ) -> RangeReader | FastRangeReader:
-    """Create the reader the job asks for; the fast one is imported only when used."""
+    """Create the reader that `source.reader` names; the fast one is imported only when used."""
     if kind == "fast":
         from batchalert.source.fastread import FastRangeReader
 

@@ -1,4 +1,4 @@
-"""What was sent and what is firing, between runs: repeat suppression and resolution.
+"""Alert state between runs, for repeat suppression and resolution.
 
 Each alert identity (its fingerprint) has one state record: its labels and annotations, the
 first and last log times seen, when it was last sent and when a run last saw it match. A run
