@@ -390,6 +390,9 @@ class StateConfig(_Model):
     realert: str = "1h"
     # A firing alert with no match for this long is sent as resolved.
     resolve_after: str = "1h"
+    # A run lock not renewed for this long belongs to a killed run and no longer blocks, in
+    # seconds. The holder renews it every quarter of this.
+    lock_lease_seconds: float = Field(default=60.0, ge=5)
 
     @field_validator("realert", "resolve_after")
     @classmethod

@@ -34,7 +34,7 @@ from kafka.errors import KafkaError
 from batchalert.alerts import Alert, AlertRenderer, build_alerts
 from batchalert.config import JobConfig, RuleConfig
 from batchalert.deadletter import prepare_directory, write_dead_letters
-from batchalert.errors import SinkError
+from batchalert.errors import SinkError, SourceError
 from batchalert.events import log_commit
 from batchalert.parallel import MIN_SPAN_FOR_WORKERS, aggregate_in_workers
 from batchalert.parse import parse_batch
@@ -131,14 +131,23 @@ def _state_session(job: JobConfig, options: RunOptions) -> Iterator[_StateSessio
     topic = StateTopic(job)
     try:
         topic.ensure_exists()
-        lock = RunLock(topic, job.name, job.source.group)
+        lock = RunLock(topic, job.name, job.source.group, job.state.lock_lease_seconds)
         lock.acquire()
         try:
             yield _StateSession(topic, AlertStateStore(topic, job.name), lock)
         finally:
-            lock.release()
+            _release_quietly(lock)
     finally:
         topic.close()
+
+
+def _release_quietly(lock: RunLock) -> None:
+    """Release the run lock; if Kafka is gone, leave it to expire and keep the run's own error."""
+    try:
+        lock.release()
+    except SourceError as exc:
+        logger.warning("releasing run lock %s failed (%s); it expires by itself after %g s",
+                       lock.run_id, exc, lock.lease_seconds)
 
 
 def uses_prefilter(job: JobConfig, options: RunOptions) -> bool:

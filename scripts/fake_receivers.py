@@ -185,6 +185,10 @@ class _ReceiverHttpServer(ThreadingHTTPServer):
 
     def get_request(self) -> tuple[socket.socket, Any]:
         connection, address = super().get_request()
+        # The handler writes headers and body in separate sends; with Nagle's algorithm the
+        # body waits for the client's delayed ACK (about 40 ms). Go's net/http, which the real
+        # receivers use, turns Nagle off on every connection too.
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.ssl_context is not None:
             # The handler thread runs the handshake, so a slow client cannot stall accept().
             connection = self.ssl_context.wrap_socket(

@@ -192,6 +192,8 @@ def _attempt(request: _Request, attempt: int
 
 def _retry_obstacle(budget: RetryBudget, delay: float, attempt: int) -> str:
     """Return why the request may not be retried after `delay` seconds, or "" if it may."""
+    if budget.seconds <= 0:
+        return "retries are off (retry_budget_seconds: 0)"
     if attempt >= MAX_ATTEMPTS:
         return f"gave up after {attempt} attempts"
     if not budget.allows(delay):

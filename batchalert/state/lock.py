@@ -43,6 +43,7 @@ class RunLock:
         self.run_id = uuid.uuid4().hex[:12]
         self._key = self._prefix + self.run_id
         self._lease = lease_seconds
+        self.lease_seconds = lease_seconds
         self._acquired_offset: int | None = None
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None

@@ -166,6 +166,15 @@ class StateTopic:
         return self._producer
 
     def close(self) -> None:
-        if self._producer is not None:
-            self._producer.close(timeout=self._job.source.timeout_seconds)
-            self._producer = None
+        """Close the producer; a broker that is gone only earns a warning here.
+
+        Closing runs while an earlier error may be on its way up, and that error, not a
+        timeout of the close, is what the run must report.
+        """
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            producer.close(timeout=self._job.source.timeout_seconds)
+        except KafkaError as exc:
+            logger.warning("closing the producer of state topic %s failed: %s", self.topic, exc)
