@@ -85,3 +85,14 @@ def test_decode_accepts_all_null_column() -> None:
 def test_decode_rejects_numbers() -> None:
     with pytest.raises(RecordValueTypeError, match="Binary or String"):
         decode_values(pl.Series([1, 2]), 100)
+
+
+def test_compiled_check_agrees_with_regex() -> None:
+    from batchalert.parse.utf8 import invalid_utf8_rows, invalid_utf8_rows_regex
+
+    samples = [b"", b"ascii", "héllo→😀".encode(), b"\xc3", b"\xe0\x80\x80", b"\xed\xa0\x80",
+               b"\xf4\x90\x80\x80", b"\xf0\x9f\x98", b"\xc0\xaf", b"ok\xff", None,
+               "末尾".encode()[:-1], b"\xf4\x8f\xbf\xbf", b"\xef\xbf\xbd"]
+    values = pl.Series("value", samples * 3, dtype=pl.Binary).slice(2, 30)
+
+    assert invalid_utf8_rows(values).to_list() == invalid_utf8_rows_regex(values).to_list()

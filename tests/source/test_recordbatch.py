@@ -15,6 +15,7 @@ from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
 from kafka.record.util import encode_varint
 
 from batchalert.errors import SourceError
+from batchalert import jit
 from batchalert.source import recordbatch
 from batchalert.source.recordbatch import CorruptBatchError, RecordColumns, RecordSet
 from tests.source.batch_builder import (
@@ -322,9 +323,9 @@ class TestNumbaCache:
             path.mkdir(parents=True, exist_ok=True)
             return path != seed
 
-        monkeypatch.setattr(recordbatch, "_writable_dir", writable_except_seed)
+        monkeypatch.setattr(jit, "_writable_dir", writable_except_seed)
 
-        assert recordbatch._configure_numba_cache()
+        assert jit._configure_numba_cache()
 
         copied = temp / "batchalert-numba" / "source_0123" / "recordbatch.decode-1.py311.nbi"
         cache_dir = NUMBA_CONFIG.CACHE_DIR
@@ -336,7 +337,7 @@ class TestNumbaCache:
         monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
         monkeypatch.setattr(NUMBA_CONFIG, "CACHE_DIR", str(tmp_path))
 
-        assert recordbatch._configure_numba_cache()
+        assert jit._configure_numba_cache()
 
         cache_dir = NUMBA_CONFIG.CACHE_DIR
         assert cache_dir == str(tmp_path)
