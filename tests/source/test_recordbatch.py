@@ -14,8 +14,8 @@ import pytest
 from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
 from kafka.record.util import encode_varint
 
-from batchalert.errors import SourceError
 from batchalert import jit
+from batchalert.errors import SourceError
 from batchalert.source import recordbatch
 from batchalert.source.recordbatch import CorruptBatchError, RecordColumns, RecordSet
 from tests.source.batch_builder import (
