@@ -121,7 +121,19 @@ def merge_partials(partials: list[pl.DataFrame], keys: Sequence[str]) -> pl.Data
         .agg(pl.struct("time", "partition", "offset", "line").head(SAMPLES_PER_GROUP)
              .alias("samples"))
     )
-    return totals.join(samples, on=keys, how="left")
+    return _compact(totals.join(samples, on=keys, how="left"))
+
+
+def _compact(frame: pl.DataFrame) -> pl.DataFrame:
+    """Copy the frame's strings out of the buffers they share with the chunk they came from.
+
+    Polars keeps strings as views into the buffers of the column they were taken from, so one
+    sample line would keep a whole chunk of records in memory. The running aggregates outlive
+    every chunk, and without this copy memory would grow with the backlog.
+    """
+    copied = pl.from_arrow(frame.to_arrow())
+    assert isinstance(copied, pl.DataFrame)
+    return copied
 
 
 class _RuleState:
