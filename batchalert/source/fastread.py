@@ -28,7 +28,7 @@ from kafka.protocol.consumer import FetchRequest, IsolationLevel
 
 from batchalert.errors import SourceError
 from batchalert.source.plan import PartitionRange, ReadPlan
-from batchalert.source.reader import RECORD_SCHEMA, ProgressCallback, ReadLimits
+from batchalert.source.reader import RECORD_SCHEMA, ProgressCallback, ReaderState, ReadLimits
 from batchalert.source.recordbatch import AbortedTransaction, RecordColumns, RecordSet
 
 logger = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ class _Batcher:
         return ready
 
 
-class FastRangeReader:
+class FastRangeReader(ReaderState):
     """Reads each partition of a plan from its start to its end offset, decoding whole batches.
 
     The interface and the records are those of RangeReader: `batches()` yields record batches in
@@ -245,15 +245,7 @@ class FastRangeReader:
         limits: ReadLimits | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> None:
-        self._consumer = consumer
-        self._plan = plan
-        self._limits = limits or ReadLimits()
-        self._on_progress = on_progress
-        self._ranges = {r.partition: r for r in plan.ranges}
-        self.next_offsets: dict[int, int] = {r.partition: r.start for r in plan.ranges}
-        self.records_read = 0
-        self.bytes_read = 0
-        self.capped = False
+        super().__init__(consumer, plan, limits, on_progress)
         self._positions = dict(self.next_offsets)
         # Partitions in the order their next fetch lists them: the least recently served first,
         # so a batch larger than the remaining response size is sent whole in a later fetch.

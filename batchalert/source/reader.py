@@ -71,13 +71,8 @@ class ReadLimits:
     stall_seconds: float = 60.0
 
 
-class RangeReader:
-    """Reads each partition of a plan from its start to its end offset.
-
-    After the iteration, `next_offsets` holds, per partition, the offset after the last record
-    handed out (or the range end when the partition was read to the end): the offsets that may
-    be committed once the records before them are delivered.
-    """
+class ReaderState:
+    """Position and counters that every range reader keeps, and the settings it reads with."""
 
     def __init__(
         self,
@@ -95,6 +90,15 @@ class RangeReader:
         self.records_read = 0
         self.bytes_read = 0
         self.capped = False
+
+
+class RangeReader(ReaderState):
+    """Reads each partition of a plan from its start to its end offset.
+
+    After the iteration, `next_offsets` holds, per partition, the offset after the last record
+    handed out (or the range end when the partition was read to the end): the offsets that may
+    be committed once the records before them are delivered.
+    """
 
     def _tp(self, partition: int) -> TopicPartition:
         return TopicPartition(self._plan.topic, partition)
