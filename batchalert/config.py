@@ -124,7 +124,7 @@ def resolve_secret(ref: SecretRef | None, what: str, redacted: bool = True
 
 
 class KafkaSecurity(_Model):
-    """How to connect to the brokers: TLS files and SASL credentials."""
+    """Connection security for the brokers: TLS files and SASL credentials."""
 
     protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     ca_file: Path | None = None

@@ -2,7 +2,7 @@
 
 The record-batch decoder and the UTF-8 validator are compiled with numba. Compiled code is
 cached on disk so that later processes load it in a fraction of a second instead of compiling
-for a few seconds; this module finds a writable cache directory, also on a read-only root file
+for a few seconds. This module finds a writable cache directory, also on a read-only root file
 system.
 """
 

@@ -10,34 +10,44 @@ from batchalert.pipeline import RunResult
 
 def summary_lines(result: RunResult) -> list[str]:
     """Describe what the run read, matched, sent and committed."""
-    counts = result.counts
-    lines = [
-        f"topic {result.plan.topic}, group {result.plan.group}",
-        f"records read: {result.records_read} ({result.bytes_read} bytes)"
-        + (" (capped by --max-records/--max-bytes)" if result.capped else ""),
-        f"access lines: {counts.access}, other lines: {counts.other}, "
-        f"malformed: {counts.malformed}",
-    ]
-    if counts.skipped:
-        lines.append(f"skipped by the prefilter: {counts.skipped} (they contain none of the "
-                     f"rules' status codes; kinds above count the other records only)")
-    if counts.malformed_by_reason:
-        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(counts.malformed_by_reason.items()))
-        lines.append(f"malformed by reason: {reasons}")
-    lines.append(f"matches: {counts.matches}, alerts: {len(result.alerts)}")
-    plan = result.notifications
-    if plan is not None and (plan.suppressed or plan.resolved):
-        lines.append(f"alerts sent again later: {plan.suppressed} repeat(s) within realert "
-                     f"held back, {len(plan.resolved)} resolved alert(s) added")
-    for delivery in result.deliveries:
-        state = "ok" if delivery.ok else "FAILED"
-        lines.append(f"receiver {delivery.receiver}: {delivery.delivered} of "
-                     f"{delivery.attempted} alerts accepted ({state})")
+    lines = [f"topic {result.plan.topic}, group {result.plan.group}"]
+    lines += _record_lines(result)
+    lines += _alert_lines(result)
     for r in result.plan.ranges:
         upto = result.next_offsets.get(r.partition, r.start)
         lines.append(f"partition {r.partition}: offsets {r.start}..{r.end} ({r.origin}), "
                      f"read up to {upto}")
     lines.append(f"commit: {result.commit_note}")
+    return lines
+
+
+def _record_lines(result: RunResult) -> list[str]:
+    counts = result.counts
+    capped = " (capped by --max-records/--max-bytes)" if result.capped else ""
+    lines = [
+        f"records read: {result.records_read} ({result.bytes_read} bytes){capped}",
+        f"access lines: {counts.access}, other lines: {counts.other}, "
+        f"malformed: {counts.malformed}",
+    ]
+    if counts.skipped:
+        lines.append(f"skipped by the prefilter: {counts.skipped} (they contain none of the "
+                     f"rules' status codes, and the kinds above count the other records only)")
+    if counts.malformed_by_reason:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(counts.malformed_by_reason.items()))
+        lines.append(f"malformed by reason: {reasons}")
+    return lines
+
+
+def _alert_lines(result: RunResult) -> list[str]:
+    lines = [f"matches: {result.counts.matches}, alerts: {len(result.alerts)}"]
+    plan = result.notifications
+    if plan is not None and (plan.suppressed or plan.resolved):
+        lines.append(f"repeats held back (sent within realert): {plan.suppressed}, "
+                     f"resolved alerts added: {len(plan.resolved)}")
+    for delivery in result.deliveries:
+        state = "ok" if delivery.ok else "FAILED"
+        lines.append(f"receiver {delivery.receiver}: {delivery.delivered} of "
+                     f"{delivery.attempted} alerts accepted ({state})")
     return lines
 
 

@@ -14,6 +14,7 @@ from batchalert.config import JobConfig, build_job
 from batchalert.errors import SourceError
 from batchalert.pipeline import DeliveryFailed, RunOptions, RunResult, run_job
 from batchalert.source import ReadPlan
+from batchalert.summary import summary_lines
 from scripts.sample_logs import generate
 
 pytestmark = pytest.mark.kafka
@@ -271,8 +272,8 @@ class TestSampleTraffic:
         assert result.records_read == 3000
         assert counts.access + counts.other + counts.malformed == 3000
         assert counts.malformed >= 1
-        assert any(a.labels["workload"] == "wordpress-v1" and a.labels["path"] == "/notfound"
-                   for a in result.alerts)
+        targets = {(a.labels["workload"], a.labels["path"]) for a in result.alerts}
+        assert ("wordpress-v1", "/notfound") in targets
         namespaces = {p["groupLabels"]["namespace"] for p in nm_server.received}
         assert len(namespaces) == len({a.labels["namespace"] for a in result.alerts})
 
@@ -320,6 +321,7 @@ class TestStateAcrossRuns:
 
         assert first.notifications is not None and len(first.notifications.fresh) == 1
         assert second.notifications is not None and second.notifications.suppressed == 1
+        assert "repeats held back (sent within realert): 1" in "\n".join(summary_lines(second))
         assert quiet.notifications is not None and quiet.notifications.resolved == []
         assert resolved.notifications is not None and len(resolved.notifications.resolved) == 1
         assert after.notifications is not None and after.notifications.resolved == []

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from batchalert.alerts.render import AlertRenderer
 from batchalert.rules.aggregate import AlertGroup
 
-# Longest label value kept whole, in characters; longer paths keep a prefix and a hash suffix so
+# Maximum label value kept whole, in characters; longer paths keep a prefix and a hash suffix so
 # that distinct paths still give distinct alerts.
 LABEL_MAX_CHARS = 200
 # Pods listed in the `pods` annotation before "and N more".
@@ -19,7 +19,7 @@ PODS_LISTED = 10
 
 @dataclass(frozen=True)
 class Alert:
-    """One alert as every receiver sees it."""
+    """One alert, in the form every receiver gets it."""
 
     labels: dict[str, str]
     annotations: dict[str, str]

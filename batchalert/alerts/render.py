@@ -142,7 +142,7 @@ class AlertRenderer:
     def check(self, rules: list[RuleConfig]) -> None:
         """Render every template for a sample group and a summary group of each rule.
 
-        Compiling catches syntax errors only; rendering also catches unknown variables and
+        Compiling catches syntax errors only. Rendering also catches unknown variables and
         sandbox violations, so a broken template fails when the job is loaded, before any
         receiver was posted to.
         """

@@ -52,7 +52,7 @@ def _range_regex(low: int, high: int) -> str:
 def candidate_mask(values: pl.Series, rules: list[RuleConfig]) -> pl.Series:
     """Return True for each value that contains a status code one of the rules selects.
 
-    Literals use Polars' substring search (millions of values a second); wide ranges such as
+    Literals use Polars' substring search, at millions of values a second. Wide ranges such as
     `5xx` use one Arrow regex, which is slower but still far cheaper than decoding.
     """
     literals, regexes = _status_patterns(rules)

@@ -2,8 +2,8 @@
 
 A run appends a lock record and then reads the partition back. Kafka orders the records of a
 partition the same way for every reader, so every contender agrees on the winner: the live lock
-with the lowest acquisition offset. A lock is live while its holder renews it; a run killed by
-SIGKILL stops renewing and its lock expires after `lease_seconds`, so the guard never stays
+with the lowest acquisition offset. A lock is live while its holder renews it. A run killed by
+SIGKILL stops renewing, and its lock expires after `lease_seconds`, so the guard never stays
 stuck. The holder deletes its lock (a tombstone) when it ends.
 
 NOTE: expiry compares the holder's renewal time with the reader's clock, so clocks that differ

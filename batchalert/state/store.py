@@ -66,7 +66,7 @@ class StateTopic:
         self.corrupt_records = 0
 
     def ensure_exists(self) -> None:
-        """Create the compacted topic unless it exists; say how to create it otherwise."""
+        """Create the compacted topic unless it exists, or raise an error that explains how."""
         admin = self._admin()
         try:
             if self.topic in admin.list_topics():

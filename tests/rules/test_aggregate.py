@@ -63,7 +63,7 @@ def test_at_most_three_samples_earliest_first() -> None:
     assert groups[0].samples == tuple(row["line"] for row in (rows[3], rows[1], rows[4]))
 
 
-def test_404_in_bytes_or_path_does_not_match_status() -> None:
+def test_404_outside_status_ignored() -> None:
     rows = [access(status=200, path="/404"), access(status=301, path="/x")]
 
     aggregator, groups = groups_for(RuleConfig(), frame(rows))

@@ -47,7 +47,7 @@ def test_ratio_rules_need_every_record() -> None:
     assert not rules_allow_prefilter([RuleConfig(ratio={"min_ratio": 0.1})])
 
 
-def test_prefilter_is_off_by_default_and_for_dead_letters(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_prefilter_default_and_dead_letters(tmp_path) -> None:  # type: ignore[no-untyped-def]
     source = {"brokers": ["x:1"], "topic": "t", "group": "g"}
     default = build_job({"source": source}, "t")
     enabled = build_job({"source": source, "prefilter": True}, "t")

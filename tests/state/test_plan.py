@@ -78,7 +78,8 @@ def test_quiet_alert_resolves_after_resolve_after() -> None:
     assert resolved.status == "resolved"
     assert resolved.to_dict()["status"] == "resolved"
     assert late.updates[resolved.fingerprint] is None
-    assert resolved in late.for_people() and resolved in late.for_alertmanager()
+    assert resolved in late.for_people()
+    assert resolved in late.for_alertmanager()
 
 
 def test_state_round_trips_through_json() -> None:
