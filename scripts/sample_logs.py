@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-# The article's record: a WordPress pod in demo-project answering 404 to GET /notfound.
+# The article's record: a WordPress pod in demo-project that returned 404 for GET /notfound.
 ARTICLE_NAMESPACE = "demo-project"
 ARTICLE_POD = "wordpress-v1-f54f697c5-hdn2z"
 ARTICLE_LINE = ('203.0.113.9 - - [{time}] "GET /notfound HTTP/1.1" 404 49923 "-" '
