@@ -426,10 +426,11 @@ class JobConfig(_Model):
     state: StateConfig = Field(default_factory=StateConfig)
     # Records per chunk: bounds memory, because each chunk is parsed and aggregated on its own.
     chunk_records: int = Field(default=200_000, ge=1)
-    # Skip, before decoding, records that contain none of the rules' status codes. Much faster,
-    # but kinds (access, other, malformed) are then counted among the inspected records only.
-    # Rules with a ratio and --dead-letter need every record and turn it off.
-    prefilter: bool = False
+    # Skip decoding the records that contain none of the rules' status codes, once a compiled
+    # screen found them well-formed: unreadable records are still decoded and counted. Access
+    # and other lines are then counted among the decoded records only. Rules with a ratio need
+    # every record and turn it off.
+    prefilter: bool = True
     # Processes that read partitions in parallel; 1 reads in the run's own process. Workers are
     # used for plans of 200,000 offsets or more, without --max-records, --max-bytes or
     # --dead-letter.

@@ -56,6 +56,32 @@ def _configure_numba_cache() -> bool:
     return True
 
 
-_CACHE = _configure_numba_cache()
+def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """Return the CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota.
+
+    In a pod with a CPU limit the affinity still lists every core of the node, so the limit
+    (`cpu.max`, "quota period", or "max" for none) decides; 1.5 CPUs round up to 2 threads.
+    """
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = (cgroup_root / "cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        return cpus
+    if quota == "max" or int(period) <= 0:
+        return cpus
+    return max(1, min(cpus, -(-int(quota) // int(period))))
+
+
+def limit_threads() -> None:
+    """Let compiled parallel loops use at most the usable CPUs (see `usable_cpus`)."""
+    config: Any = numba.config
+    wanted = min(usable_cpus(), config.NUMBA_NUM_THREADS)
+    if numba.get_num_threads() != wanted:
+        numba.set_num_threads(wanted)
+
+
+CACHE = _configure_numba_cache()
 # Decorator for compiled functions: cached on disk, and releasing the GIL while they run.
-jit = numba.njit(cache=_CACHE, nogil=True)
+jit = numba.njit(cache=CACHE, nogil=True)
+# The same for small helpers, which numba inlines into the compiled functions that call them.
+inline_jit = numba.njit(cache=CACHE, nogil=True, inline="always")

@@ -32,14 +32,14 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from batchalert.alerts import Alert, AlertRenderer, build_alerts
-from batchalert.config import JobConfig, RuleConfig
+from batchalert.config import JobConfig
 from batchalert.deadletter import prepare_directory, write_dead_letters
 from batchalert.errors import SinkError, SourceError
 from batchalert.events import log_commit
 from batchalert.parallel import MIN_SPAN_FOR_WORKERS, aggregate_in_workers
 from batchalert.parse import parse_batch
 from batchalert.rules import AlertGroup, RunAggregator, RunCounts
-from batchalert.rules.prefilter import candidate_mask, rules_allow_prefilter
+from batchalert.rules.prefilter import rows_to_decode, rules_allow_prefilter
 from batchalert.sinks import Delivery, Sink, build_sinks
 from batchalert.source import RangeReader, ReadPlan, open_consumer, plan_ranges
 from batchalert.source.group import check_group_is_ours
@@ -150,17 +150,17 @@ def _release_quietly(lock: RunLock) -> None:
                        lock.run_id, exc, lock.lease_seconds)
 
 
-def uses_prefilter(job: JobConfig, options: RunOptions) -> bool:
+def uses_prefilter(job: JobConfig) -> bool:
     """Return whether this run skips records that cannot match, before decoding them."""
-    wanted = job.prefilter and options.dead_letter_dir is None
-    return wanted and rules_allow_prefilter(job.rules)
+    return job.prefilter and rules_allow_prefilter(job.rules)
 
 
-def prefilter_batch(batch: pa.RecordBatch, rules: list[RuleConfig]) -> pa.RecordBatch:
-    """Keep the records whose raw value contains a status code that a rule selects."""
-    values = pl.from_arrow(batch.column("value"))
-    assert isinstance(values, pl.Series)
-    return batch.filter(candidate_mask(values, rules).to_arrow())
+def prefilter_batch(batch: pa.RecordBatch, job: JobConfig) -> pa.RecordBatch:
+    """Keep the records a rule may match and those that may be unreadable."""
+    keep = rows_to_decode(batch.column("value"), job.rules, job.shape)
+    if keep.all():
+        return batch
+    return batch.filter(pa.array(keep))
 
 
 def parse_chunk(batch: pa.RecordBatch, job: JobConfig) -> pl.DataFrame:
@@ -269,11 +269,11 @@ def aggregate_ranges(
     aggregator = RunAggregator(job.rules)
     reader = make_reader(job.source.reader, consumer, plan, limits, on_progress)
     for batch in reader.batches():
-        inspected = prefilter_batch(batch, job.rules) if prefilter else batch
+        inspected = prefilter_batch(batch, job) if prefilter else batch
         parsed = parse_chunk(inspected, job)
         aggregator.add(parsed, skipped=batch.num_rows - inspected.num_rows)
         if dead_letter_dir is not None:
-            write_dead_letters(batch, parsed, plan.topic, dead_letter_dir)
+            write_dead_letters(inspected, parsed, plan.topic, dead_letter_dir)
     return aggregator, reader
 
 
@@ -292,7 +292,7 @@ def _read_and_aggregate(
     options: RunOptions,
     on_progress: ProgressCallback | None,
 ) -> tuple[RunResult, list[AlertGroup]]:
-    prefilter = uses_prefilter(job, options)
+    prefilter = uses_prefilter(job)
     if _uses_workers(job, options, plan):
         aggregator, workers = aggregate_in_workers(job, plan, job.workers, limits, prefilter,
                                                    on_progress)

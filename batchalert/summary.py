@@ -30,8 +30,9 @@ def _record_lines(result: RunResult) -> list[str]:
         f"malformed: {counts.malformed}",
     ]
     if counts.skipped:
-        lines.append(f"skipped by the prefilter: {counts.skipped} (they contain none of the "
-                     f"rules' status codes, and the kinds above count the other records only)")
+        lines.append(f"not decoded: {counts.skipped} well-formed records without any of the "
+                     f"rules' status codes (access and other lines above count the decoded "
+                     f"records only)")
     if counts.malformed_by_reason:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(counts.malformed_by_reason.items()))
         lines.append(f"malformed by reason: {reasons}")

@@ -270,8 +270,17 @@ class TestSampleTraffic:
 
         counts = result.counts
         assert result.records_read == 3000
-        assert counts.access + counts.other + counts.malformed == 3000
+        assert counts.access + counts.other + counts.malformed + counts.skipped == 3000
         assert counts.malformed >= 1
+        # The prefilter leaves most records undecoded; without it, none.
+        assert counts.skipped > 2000
+        again = job.model_copy(update={"prefilter": False, "source": job.source.model_copy(
+            update={"group": group_id + "-full"})})
+        full = run_job(again, RunOptions(dry_run=True))
+        assert full.counts.skipped == 0
+        assert full.counts.access + full.counts.other + full.counts.malformed == 3000
+        assert full.counts.malformed_by_reason == counts.malformed_by_reason
+        assert full.counts.matches_by_rule == counts.matches_by_rule
         targets = {(a.labels["workload"], a.labels["path"]) for a in result.alerts}
         assert ("wordpress-v1", "/notfound") in targets
         namespaces = {p["groupLabels"]["namespace"] for p in nm_server.received}

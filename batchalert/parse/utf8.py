@@ -13,7 +13,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batchalert.jit import jit
+from batchalert.jit import inline_jit, jit
 
 # A whole value of well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, at most
 # U+10FFFF). Arrow runs RE2 in Latin-1 mode on binary data, so each \xNN is one byte.
@@ -58,39 +58,46 @@ def _mark_invalid_utf8(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint
     for row in range(invalid.shape[0]):
         position, end = offsets[row], offsets[row + 1]
         while position < end:
-            lead = data[position]
-            if lead < 0x80:
+            if data[position] < 0x80:
                 position += 1
                 continue
-            # Continuation bytes after the lead, and the range of the first of them, which
-            # excludes overlong forms, surrogates and code points past U+10FFFF.
-            if 0xC2 <= lead <= 0xDF:
-                count, low, high = 1, 0x80, 0xBF
-            elif lead == 0xE0:
-                count, low, high = 2, 0xA0, 0xBF
-            elif 0xE1 <= lead <= 0xEC or lead == 0xEE or lead == 0xEF:
-                count, low, high = 2, 0x80, 0xBF
-            elif lead == 0xED:
-                count, low, high = 2, 0x80, 0x9F
-            elif lead == 0xF0:
-                count, low, high = 3, 0x90, 0xBF
-            elif 0xF1 <= lead <= 0xF3:
-                count, low, high = 3, 0x80, 0xBF
-            elif lead == 0xF4:
-                count, low, high = 3, 0x80, 0x8F
-            else:
+            position = utf8_sequence_end(data, position, end)
+            if position < 0:
                 invalid[row] = True
                 break
-            if position + count >= end or not low <= data[position + 1] <= high:
-                invalid[row] = True
-                break
-            for following in range(2, count + 1):
-                if not 0x80 <= data[position + following] <= 0xBF:
-                    invalid[row] = True
-                    break
-            if invalid[row]:
-                break
-            position += count + 1
+
+
+@inline_jit
+def utf8_sequence_end(data: npt.NDArray[np.uint8], position: int,
+                      end: int) -> int:  # pragma: no cover - compiled
+    """Return the position after the well-formed UTF-8 sequence at `position`, or -1.
+
+    The first continuation byte has a narrower range after some leads, which excludes overlong
+    forms, surrogates and code points past U+10FFFF.
+    """
+    lead = data[position]
+    if 0xC2 <= lead <= 0xDF:
+        count, low, high = 1, 0x80, 0xBF
+    elif lead == 0xE0:
+        count, low, high = 2, 0xA0, 0xBF
+    elif 0xE1 <= lead <= 0xEC or lead == 0xEE or lead == 0xEF:
+        count, low, high = 2, 0x80, 0xBF
+    elif lead == 0xED:
+        count, low, high = 2, 0x80, 0x9F
+    elif lead == 0xF0:
+        count, low, high = 3, 0x90, 0xBF
+    elif 0xF1 <= lead <= 0xF3:
+        count, low, high = 3, 0x80, 0xBF
+    elif lead == 0xF4:
+        count, low, high = 3, 0x80, 0x8F
+    else:
+        return -1
+    if position + count >= end or not low <= data[position + 1] <= high:
+        return -1
+    for following in range(2, count + 1):
+        if not 0x80 <= data[position + following] <= 0xBF:
+            return -1
+    return position + count + 1
 
 
 def replace_invalid_utf8(values: pl.Series) -> pl.Series:

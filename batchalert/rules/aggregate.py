@@ -58,7 +58,7 @@ class RunCounts:
     """Record counts of a run, for the summary and the metrics."""
 
     records: int = 0
-    # Records the prefilter ruled out without decoding them; not counted by kind.
+    # Well-formed records the prefilter left undecoded; not counted as access or other.
     skipped: int = 0
     access: int = 0
     other: int = 0

@@ -5,6 +5,10 @@ value: `" 404 ` in a text line, `"status":404` or `"code":"404"` in JSON. So a v
 any of the rule's status codes cannot match, and a run may skip decoding it. The test runs on
 the Arrow binary array, before any JSON decoding, at memory speed.
 
+A skipped value must still be a readable record, or an unreadable one would go uncounted: the
+compiled screen (`batchalert.parse.screen`) checks that in one pass, and every value it cannot
+vouch for is decoded too.
+
 NOTE: a JSON writer that escapes digits (`\\u0034\\u0030\\u0034`) would hide a status from this
 test; no log shipper is known to do that.
 """
@@ -13,10 +17,15 @@ from __future__ import annotations
 
 from functools import reduce
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from batchalert.config import RuleConfig
+from batchalert.parse.screen import screen_fields, well_formed_envelopes
+from batchalert.parse.shapes import RecordShape
 
 # Up to this many codes in a range are tested as literals; wider ranges use one regex.
 _MAX_LITERAL_CODES = 20
@@ -66,3 +75,18 @@ def candidate_mask(values: pl.Series, rules: list[RuleConfig]) -> pl.Series:
     if not masks:
         return pl.Series(values.name, [False] * values.len(), dtype=pl.Boolean)
     return reduce(lambda left, right: left | right, masks).fill_null(False)
+
+
+def rows_to_decode(values: pa.Array, rules: list[RuleConfig],
+                   shape: RecordShape) -> npt.NDArray[np.bool_]:
+    """Return true for each value to decode: a rule may match it, or it may be unreadable.
+
+    The other values are well-formed envelopes without any of the rules' status codes.
+    """
+    series = pl.from_arrow(values)
+    assert isinstance(series, pl.Series)
+    candidates = candidate_mask(series, rules).to_numpy()
+    fields = screen_fields(shape)
+    if fields is None:
+        return np.ones(len(values), dtype=np.bool_)
+    return ~well_formed_envelopes(values, fields, shape.max_value_bytes, skip=candidates)

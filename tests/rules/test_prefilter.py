@@ -6,7 +6,7 @@ import polars as pl
 
 from batchalert.config import RuleConfig, build_job
 from batchalert.offline import values_batch
-from batchalert.pipeline import RunOptions, parse_chunk, prefilter_batch, uses_prefilter
+from batchalert.pipeline import parse_chunk, prefilter_batch, uses_prefilter
 from batchalert.rules import RunAggregator
 from batchalert.rules.prefilter import candidate_mask, rules_allow_prefilter
 from scripts.sample_logs import generate
@@ -47,14 +47,13 @@ def test_ratio_rules_need_every_record() -> None:
     assert not rules_allow_prefilter([RuleConfig(ratio={"min_ratio": 0.1})])
 
 
-def test_prefilter_default_and_dead_letters(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_prefilter_is_on_unless_turned_off_or_a_ratio_needs_every_record() -> None:
     source = {"brokers": ["x:1"], "topic": "t", "group": "g"}
-    default = build_job({"source": source}, "t")
-    enabled = build_job({"source": source, "prefilter": True}, "t")
 
-    assert not uses_prefilter(default, RunOptions())
-    assert uses_prefilter(enabled, RunOptions())
-    assert not uses_prefilter(enabled, RunOptions(dead_letter_dir=tmp_path))
+    assert uses_prefilter(build_job({"source": source}, "t"))
+    assert not uses_prefilter(build_job({"source": source, "prefilter": False}, "t"))
+    ratio = [{"ratio": {"min_ratio": 0.1}}]
+    assert not uses_prefilter(build_job({"source": source, "rules": ratio}, "t"))
 
 
 def test_prefilter_keeps_every_alert() -> None:
@@ -65,7 +64,7 @@ def test_prefilter_keeps_every_alert() -> None:
     full = RunAggregator(job.rules)
     full.add(parse_chunk(batch, job))
     filtered = RunAggregator(job.rules)
-    candidates = prefilter_batch(batch, job.rules)
+    candidates = prefilter_batch(batch, job)
     filtered.add(parse_chunk(candidates, job), skipped=batch.num_rows - candidates.num_rows)
 
     def summary(aggregator: RunAggregator) -> list[tuple[object, ...]]:
@@ -77,3 +76,6 @@ def test_prefilter_keeps_every_alert() -> None:
     assert filtered.counts.skipped == 20_000 - candidates.num_rows
     assert 0 < candidates.num_rows < 20_000
     assert filtered.counts.matches_by_rule == full.counts.matches_by_rule
+    # Unreadable records are never skipped, so they are all counted, by reason.
+    assert filtered.counts.malformed == full.counts.malformed > 0
+    assert filtered.counts.malformed_by_reason == full.counts.malformed_by_reason

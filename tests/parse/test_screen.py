@@ -1,0 +1,155 @@
+"""The compiled screen: a value it passes is one the full parser reads as a complete envelope.
+
+The screen decides which values the prefilter may leave undecoded, so its one duty is never
+to pass a value that the full parser would report as malformed. Passing fewer values than it
+could only costs time; the sample data checks that it passes the ordinary ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from batchalert.jit import usable_cpus
+from batchalert.parse import parse_values
+from batchalert.parse.screen import MAX_DEPTH, screen_fields, warm_up, well_formed_envelopes
+from batchalert.parse.shapes import RecordShape
+from scripts.sample_logs import generate
+from tests.parse.test_cases import CASES, record_value
+from tests.parse.test_properties import any_value, envelopes, spliced
+
+SHAPE = RecordShape()
+
+
+def screen(values: list[bytes | None], shape: RecordShape = SHAPE,
+           skip: list[bool] | None = None) -> list[bool]:
+    fields = screen_fields(shape)
+    assert fields is not None
+    mask = None if skip is None else np.array(skip, dtype=np.bool_)
+    array = pa.array(values, pa.binary())
+    return well_formed_envelopes(array, fields, shape.max_value_bytes, mask).tolist()
+
+
+def check_sound(values: list[bytes | None], shape: RecordShape = SHAPE) -> None:
+    """Assert that every value the screen passes parses as access or other."""
+    passed = screen(values, shape)
+    kinds = parse_values(pl.Series(values, dtype=pl.Binary), shape)["kind"].to_list()
+    for value, ok, kind in zip(values, passed, kinds, strict=True):
+        if ok:
+            assert kind in ("access", "other"), value
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (b'{"log":"GET / 200\\n","stream":"stdout","kubernetes":{"a":[1,2.5e3,-0,true,null,{}]}}',
+     True),
+    (b'  {"message":"x"}\t', True),
+    (b'{"log":"caf\xc3\xa9\\n"}', True),
+    (b'{"log":"x","logtag":"F","stream":"stdout"}', True),
+    (b'{"log":"x","stream":"stdout"}', False),  # a Docker piece without its newline
+    (b'{"log":"x\\\\n","stream":"stdout"}', False),  # an escaped backslash, then "n"
+    (b'{"log":"x\\n","logtag":"P"}', False),
+    (b'{"log":1}', False),
+    (b'{"log":{"msg":"x"}}', False),
+    (b'{"kubernetes":{"log":"x"}}', False),
+    (b'{"log":"a","log":"b"}', False),
+    (b'{"lo\\u0067":"a"}', False),
+    (b'{"log":"\\ud83d\\ude00"}', False),
+    (b'{"log":"\xff"}', False),
+    (b'{"log":"a\tb"}', False),
+    (b'{"log":"x"}\n', False),
+    (b'{"log":"x"} {}', False),
+    (b'{"log":"x",}', False),
+    (b'{"log":"x","n":01}', False),
+    (b'{"log":"x","n":1.}', False),
+    (b'{"log":"x","n":tru}', False),
+    (b'["log"]', False),
+    (b"", False),
+    (None, False),
+])
+def test_screen_cases(value: bytes | None, expected: bool) -> None:
+    assert screen([value]) == [expected]
+    check_sound([value])
+
+
+def test_depth_limit() -> None:
+    def nested(depth: int) -> bytes:
+        return b'{"log":"x","d":' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
+
+    assert screen([nested(MAX_DEPTH), nested(MAX_DEPTH + 1)]) == [True, False]
+
+
+def test_size_limit_and_skipped_rows() -> None:
+    value = json.dumps({"log": "a" * 100}).encode()
+    small = RecordShape(max_value_bytes=64)
+
+    assert screen([value], small) == [False]
+    assert screen([value, value], skip=[True, False]) == [False, True]
+
+
+def test_dotted_fields_disable_screen() -> None:
+    assert screen_fields(RecordShape(logtag_fields=("cri.tag",))) is None
+    assert screen_fields(RecordShape(line_fields=("event.original",))) is None
+
+
+def test_shared_cases_are_sound() -> None:
+    check_sound([record_value(case["record"]) for case in CASES])
+
+
+def test_sample_records_pass_unless_broken() -> None:
+    values = list(generate(5_000, seed=3))
+    passed = screen(values)
+    kinds = parse_values(pl.Series(values, dtype=pl.Binary))["kind"].to_list()
+
+    for ok, kind in zip(passed, kinds, strict=True):
+        assert ok == (kind != "malformed")
+
+
+def dumps(record: dict[str, Any], ascii_only: bool) -> bytes:
+    return json.dumps(record, ensure_ascii=ascii_only).encode()
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.lists(any_value | spliced, max_size=25))
+def test_screen_sound_on_any_input(values: list[bytes | None]) -> None:
+    check_sound(values)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(envelopes, st.booleans())
+def test_screen_agrees_on_envelopes(record: dict[str, Any], ascii_only: bool) -> None:
+    value = dumps(record, ascii_only)
+    check_sound([value])
+    line = record.get("log")
+    if isinstance(line, str) and line.endswith("\n") and record.get("logtag") != "P":
+        # An ordinary envelope passes, unless it contains a character outside the BMP, which
+        # json.dumps escapes as a surrogate pair.
+        plain = all(ord(char) < 0x10000 for char in json.dumps(record, ensure_ascii=False))
+        stream = "stream" not in record or isinstance(record["stream"], str)
+        if plain and stream and "message" not in record and "logtag" not in record:
+            assert screen([value]) == [True]
+
+
+@pytest.mark.parametrize(("cpu_max", "expected"), [
+    ("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000\n", 1), ("garbage", None),
+])
+def test_usable_cpus_follow_cgroup_quota(tmp_path, cpu_max: str,  # type: ignore[no-untyped-def]
+                                         expected: int | None) -> None:
+    cpus = len(os.sched_getaffinity(0))
+    (tmp_path / "cpu.max").write_text(cpu_max)
+
+    assert usable_cpus(tmp_path) == (cpus if expected is None else min(cpus, expected))
+    assert usable_cpus(tmp_path / "missing") == cpus
+
+
+def test_warm_up_compiles() -> None:
+    warm_up()
+
+    assert screen([b'{"log":"x\\n"}']) == [True]
