@@ -37,7 +37,7 @@ from batchalert.parse.utf8 import invalid_utf8_rows, utf8_sequence_end
 # Helpers are inlined into the one compiled entry point, which splits the rows into blocks of
 # _BLOCK_ROWS and checks the blocks on all cores (numba's prange).
 _parallel = numba.njit(cache=CACHE, nogil=True, parallel=True)
-_BLOCK_ROWS = 4096
+_BLOCK_ROWS = 1024
 
 MAX_DEPTH = 64  # serde_json allows 128; deeper values are left to the full parser
 

@@ -19,9 +19,9 @@ from batchalert.source.client import consumer_settings
 
 logger = logging.getLogger(__name__)
 
-# Waiting for a new group coordinator: 20 tries half a second apart, 10 s at most.
-_COORDINATOR_ATTEMPTS = 20
-_COORDINATOR_RETRY_SECONDS = 0.5
+# Waiting for a new group coordinator: 100 tries a tenth of a second apart, 10 s at most.
+_COORDINATOR_ATTEMPTS = 100
+_COORDINATOR_RETRY_SECONDS = 0.1
 
 _ADMIN_SETTINGS = (
     "bootstrap_servers", "client_id", "request_timeout_ms", "security_protocol",

@@ -6,7 +6,7 @@ import polars as pl
 
 from batchalert.config import RuleConfig, build_job
 from batchalert.offline import values_batch
-from batchalert.pipeline import parse_chunk, prefilter_batch, uses_prefilter
+from batchalert.pipeline import _Gathered, parse_chunk, prefilter_batch, uses_prefilter
 from batchalert.rules import RunAggregator
 from batchalert.rules.prefilter import candidate_mask, rules_allow_prefilter
 from scripts.sample_logs import generate
@@ -79,3 +79,20 @@ def test_prefilter_keeps_every_alert() -> None:
     # Unreadable records are never skipped, so they are all counted, by reason.
     assert filtered.counts.malformed == full.counts.malformed > 0
     assert filtered.counts.malformed_by_reason == full.counts.malformed_by_reason
+
+
+def test_gathered_batches_join_in_order() -> None:
+    batch = values_batch([b'{"log":"a"}', b'{"log":"b"}', b'{"log":"c"}'])
+    gathered = _Gathered()
+
+    gathered.add(batch.slice(0, 2), skipped=5)
+    gathered.add(batch.slice(2, 0), skipped=1)
+    gathered.add(batch.slice(2, 1), skipped=0)
+    joined, skipped = gathered.take()
+
+    assert joined.column("value").to_pylist() == [b'{"log":"a"}', b'{"log":"b"}', b'{"log":"c"}']
+    assert skipped == 6
+    assert gathered.rows == 0
+    empty, skipped_again = gathered.take()
+    assert empty.num_rows == 0
+    assert skipped_again == 0
