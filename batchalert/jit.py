@@ -1,9 +1,9 @@
-"""numba set-up shared by the compiled parts of batchalert.
+"""numba set-up for the kernels in `batchalert.kernels`.
 
-The record-batch decoder and the UTF-8 validator are compiled with numba. Compiled code is
-cached on disk so that later processes load it in a fraction of a second instead of compiling
-for a few seconds. This module finds a writable cache directory, also on a read-only root file
-system.
+Runs use the kernels built ahead of time when they find them; otherwise numba compiles them
+at run time (`batchalert.kernels.jitted`). Compiled code is cached on disk so that later
+processes load it in a fraction of a second instead of compiling for a few seconds. This
+module finds a writable cache directory, also on a read-only root file system.
 """
 
 from __future__ import annotations
@@ -17,16 +17,9 @@ from typing import Any
 
 import numba
 
+from batchalert.kernels import writable as _writable_dir
+
 logger = logging.getLogger(__name__)
-
-
-def _writable_dir(path: Path) -> bool:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            return True
-    except OSError:
-        return False
 
 
 def _configure_numba_cache() -> bool:
@@ -54,30 +47,6 @@ def _configure_numba_cache() -> bool:
     # numba reads config.CACHE_DIR when it locates a cache, so setting it here is enough.
     config.CACHE_DIR = str(fallback)
     return True
-
-
-def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
-    """Return the CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota.
-
-    In a pod with a CPU limit the affinity still lists every core of the node, so the limit
-    (`cpu.max`, "quota period", or "max" for none) decides; 1.5 CPUs round up to 2 threads.
-    """
-    cpus = len(os.sched_getaffinity(0))
-    try:
-        quota, period = (cgroup_root / "cpu.max").read_text().split()[:2]
-    except (OSError, ValueError):
-        return cpus
-    if quota == "max" or int(period) <= 0:
-        return cpus
-    return max(1, min(cpus, -(-int(quota) // int(period))))
-
-
-def limit_threads() -> None:
-    """Let compiled parallel loops use at most the usable CPUs (see `usable_cpus`)."""
-    config: Any = numba.config
-    wanted = min(usable_cpus(), config.NUMBA_NUM_THREADS)
-    if numba.get_num_threads() != wanted:
-        numba.set_num_threads(wanted)
 
 
 CACHE = _configure_numba_cache()

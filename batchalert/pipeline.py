@@ -270,27 +270,57 @@ def aggregate_ranges(
     With the prefilter, the records left to decode are gathered over several reader batches
     until they fill a chunk: the few records of each batch parse far faster together.
     """
-    aggregator = RunAggregator(job.rules)
     reader = make_reader(job.source.reader, consumer, plan, limits, on_progress)
-    gathered = _Gathered()
 
-    def consume(batch: pa.RecordBatch, skipped: int) -> None:
-        parsed = parse_chunk(batch, job)
-        aggregator.add(parsed, skipped=skipped)
+    def dead_letters(batch: pa.RecordBatch, parsed: pl.DataFrame) -> None:
         if dead_letter_dir is not None:
             write_dead_letters(batch, parsed, plan.topic, dead_letter_dir)
 
+    chunks = ChunkAggregator(job, prefilter, dead_letters)
     for batch in reader.batches():
-        if not prefilter:
-            consume(batch, 0)
-            continue
-        inspected = prefilter_batch(batch, job)
-        gathered.add(inspected, batch.num_rows - inspected.num_rows)
-        if gathered.rows >= job.chunk_records:
-            consume(*gathered.take())
-    if gathered.batches or gathered.skipped:
-        consume(*gathered.take())
-    return aggregator, reader
+        chunks.add(batch)
+    return chunks.finish(), reader
+
+
+class ChunkAggregator:
+    """Parse reader batches a chunk at a time and aggregate them into one `RunAggregator`.
+
+    With `prefilter`, each batch first goes through `prefilter_batch`, and the records left to
+    decode are gathered over several batches until they fill `job.chunk_records`: the few
+    records of each batch parse far faster together. `on_parsed` receives each parsed chunk
+    with its records, for the dead-letter files.
+    """
+
+    def __init__(self, job: JobConfig, prefilter: bool,
+                 on_parsed: Callable[[pa.RecordBatch, pl.DataFrame], None] | None = None
+                 ) -> None:
+        self.aggregator = RunAggregator(job.rules)
+        self._job = job
+        self._prefilter = prefilter
+        self._on_parsed = on_parsed
+        self._gathered = _Gathered()
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        """Take one reader batch; parse what has gathered once it fills a chunk."""
+        if not self._prefilter:
+            self._consume(batch, 0)
+            return
+        inspected = prefilter_batch(batch, self._job)
+        self._gathered.add(inspected, batch.num_rows - inspected.num_rows)
+        if self._gathered.rows >= self._job.chunk_records:
+            self._consume(*self._gathered.take())
+
+    def finish(self) -> RunAggregator:
+        """Parse what is still gathered and return the aggregator."""
+        if self._gathered.batches or self._gathered.skipped:
+            self._consume(*self._gathered.take())
+        return self.aggregator
+
+    def _consume(self, batch: pa.RecordBatch, skipped: int) -> None:
+        parsed = parse_chunk(batch, self._job)
+        self.aggregator.add(parsed, skipped=skipped)
+        if self._on_parsed is not None:
+            self._on_parsed(batch, parsed)
 
 
 @dataclass

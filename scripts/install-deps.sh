@@ -32,6 +32,8 @@ command -v java >/dev/null || missing_tools+=(openjdk-17-jre-headless)
 command -v keytool >/dev/null || missing_tools+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing_tools+=(maven)
 command -v openssl >/dev/null || missing_tools+=(openssl)
+# A C compiler builds batchalert's compiled kernels ahead of time (see scripts/setup).
+command -v gcc >/dev/null || missing_tools+=(gcc libc6-dev)
 if [ "${#missing_tools[@]}" -gt 0 ]; then
     # The JRE package can be listed twice above; sort -u keeps one of each.
     mapfile -t missing_tools < <(printf '%s\n' "${missing_tools[@]}" | sort -u)

@@ -8,6 +8,7 @@ import pytest
 
 pytest_plugins = [
     "tests.fixtures.kafka",
+    "tests.fixtures.kernels",
     "tests.fixtures.receivers",
     "tests.fixtures.services",
 ]

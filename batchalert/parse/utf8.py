@@ -8,12 +8,11 @@ part of a well-formed UTF-8 sequence becomes U+FFFD; well-formed characters are 
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batchalert.jit import inline_jit, jit
+from batchalert.kernels import load as load_kernels
 
 # A whole value of well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, at most
 # U+10FFFF). Arrow runs RE2 in Latin-1 mode on binary data, so each \xNN is one byte.
@@ -41,7 +40,8 @@ def invalid_utf8_rows(values: pl.Series) -> pl.Series:
     if len(array) and offsets_buffer is not None and data_buffer is not None:
         offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[
             array.offset: array.offset + len(array) + 1]
-        _mark_invalid_utf8(offsets, np.frombuffer(data_buffer, dtype=np.uint8), invalid)
+        load_kernels().mark_invalid_utf8(offsets, np.frombuffer(data_buffer, dtype=np.uint8),
+                                         invalid)
     return pl.Series(values.name, invalid, dtype=pl.Boolean)
 
 
@@ -49,55 +49,6 @@ def invalid_utf8_rows_regex(values: pl.Series) -> pl.Series:
     """Return the same as `invalid_utf8_rows` with Arrow's RE2; the reference for tests."""
     matched = pc.match_substring_regex(values.to_arrow(), pattern=_WELL_FORMED)
     return ~pl.Series(values.name, matched, dtype=pl.Boolean).fill_null(True)
-
-
-@jit
-def _mark_invalid_utf8(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
-                       invalid: npt.NDArray[np.bool_]) -> None:  # pragma: no cover - compiled
-    """Set `invalid[row]` for each value that is not well-formed UTF-8 (RFC 3629)."""
-    for row in range(invalid.shape[0]):
-        position, end = offsets[row], offsets[row + 1]
-        while position < end:
-            if data[position] < 0x80:
-                position += 1
-                continue
-            position = utf8_sequence_end(data, position, end)
-            if position < 0:
-                invalid[row] = True
-                break
-
-
-@inline_jit
-def utf8_sequence_end(data: npt.NDArray[np.uint8], position: int,
-                      end: int) -> int:  # pragma: no cover - compiled
-    """Return the position after the well-formed UTF-8 sequence at `position`, or -1.
-
-    The first continuation byte has a narrower range after some leads, which excludes overlong
-    forms, surrogates and code points past U+10FFFF.
-    """
-    lead = data[position]
-    if 0xC2 <= lead <= 0xDF:
-        count, low, high = 1, 0x80, 0xBF
-    elif lead == 0xE0:
-        count, low, high = 2, 0xA0, 0xBF
-    elif 0xE1 <= lead <= 0xEC or lead == 0xEE or lead == 0xEF:
-        count, low, high = 2, 0x80, 0xBF
-    elif lead == 0xED:
-        count, low, high = 2, 0x80, 0x9F
-    elif lead == 0xF0:
-        count, low, high = 3, 0x90, 0xBF
-    elif 0xF1 <= lead <= 0xF3:
-        count, low, high = 3, 0x80, 0xBF
-    elif lead == 0xF4:
-        count, low, high = 3, 0x80, 0x8F
-    else:
-        return -1
-    if position + count >= end or not low <= data[position + 1] <= high:
-        return -1
-    for following in range(2, count + 1):
-        if not 0x80 <= data[position + following] <= 0xBF:
-            return -1
-    return position + count + 1
 
 
 def replace_invalid_utf8(values: pl.Series) -> pl.Series:

@@ -8,7 +8,6 @@ could only costs time; the sample data checks that it passes the ordinary ones.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import numpy as np
@@ -18,13 +17,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchalert.jit import usable_cpus
+from batchalert.kernels.layout import SCREEN_MAX_DEPTH as MAX_DEPTH
 from batchalert.parse import parse_values
-from batchalert.parse.screen import MAX_DEPTH, screen_fields, warm_up, well_formed_envelopes
+from batchalert.parse.screen import screen_fields, well_formed_envelopes
 from batchalert.parse.shapes import RecordShape
 from scripts.sample_logs import generate
 from tests.parse.test_cases import CASES, record_value
 from tests.parse.test_properties import any_value, envelopes, spliced
+
+# Every test runs with the ahead-of-time kernels and with the just-in-time ones.
+pytestmark = pytest.mark.usefixtures("kernel_backend")
 
 SHAPE = RecordShape()
 
@@ -135,21 +137,3 @@ def test_screen_agrees_on_envelopes(record: dict[str, Any], ascii_only: bool) ->
         stream = "stream" not in record or isinstance(record["stream"], str)
         if plain and stream and "message" not in record and "logtag" not in record:
             assert screen([value]) == [True]
-
-
-@pytest.mark.parametrize(("cpu_max", "expected"), [
-    ("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000\n", 1), ("garbage", None),
-])
-def test_usable_cpus_follow_cgroup_quota(tmp_path, cpu_max: str,  # type: ignore[no-untyped-def]
-                                         expected: int | None) -> None:
-    cpus = len(os.sched_getaffinity(0))
-    (tmp_path / "cpu.max").write_text(cpu_max)
-
-    assert usable_cpus(tmp_path) == (cpus if expected is None else min(cpus, expected))
-    assert usable_cpus(tmp_path / "missing") == cpus
-
-
-def test_warm_up_compiles() -> None:
-    warm_up()
-
-    assert screen([b'{"log":"x\\n"}']) == [True]

@@ -8,6 +8,9 @@ import pytest
 from batchalert.parse.decode import RecordValueTypeError, decode_values
 from batchalert.parse.utf8 import invalid_utf8_rows, replace_invalid_utf8
 
+# Every test runs with the ahead-of-time kernels and with the just-in-time ones.
+pytestmark = pytest.mark.usefixtures("kernel_backend")
+
 REPLACEMENT = "\ufffd".encode()
 
 # (value, expected after replacement)

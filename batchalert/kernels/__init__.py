@@ -1,0 +1,163 @@
+"""The compiled loops of batchalert, ahead-of-time built when possible, else numba-compiled.
+
+Three loops run per byte or per record and must be compiled: the record-batch decoder
+(`recordsets`), the UTF-8 check and the envelope screen (`text`). `load()` returns them from an
+extension module built by `python -m batchalert.kernels.build`, which needs neither numba nor
+LLVM at run time. Without such a module it falls back to numba's just-in-time compiler
+(`jitted`), which costs about 100 MB of memory more and compiles for seconds when its cache is
+cold.
+
+The extension module does not check its arguments' types (a wrong dtype can crash the
+process), so every call goes through the wrappers of `Kernels`, which pass contiguous arrays
+of the declared dtypes.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import logging
+import os
+import tempfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+logger = logging.getLogger(__name__)
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+# Files whose contents decide the compiled code.
+_SOURCES = ("layout.py", "recordsets.py", "text.py", "build.py")
+_DIR_VARIABLE = "BATCHALERT_KERNELS_DIR"
+
+
+def module_name() -> str:
+    """Return the extension module's name, with a digest of the kernel sources."""
+    digest = hashlib.sha256()
+    for name in _SOURCES:
+        digest.update((_PACKAGE_DIR / name).read_bytes())
+    return "_batchalert_kernels_" + digest.hexdigest()[:12]
+
+
+def search_dirs() -> list[Path]:
+    """Return where the extension module is looked for: $BATCHALERT_KERNELS_DIR, the package
+    directory, then the temporary directory."""
+    dirs = [Path(os.environ[_DIR_VARIABLE])] if os.environ.get(_DIR_VARIABLE) else []
+    return [*dirs, _PACKAGE_DIR, Path(tempfile.gettempdir()) / "batchalert-kernels"]
+
+
+def writable(directory: Path) -> bool:
+    """Return whether files can be created in `directory`, creating it if needed."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            return True
+    except OSError:
+        return False
+
+
+def find_module() -> Path | None:
+    """Return the path of an extension module built from the current sources, or None."""
+    name = module_name()
+    for directory in search_dirs():
+        found = sorted(directory.glob(name + ".*"))
+        if found:
+            return found[0]
+    return None
+
+
+def import_path(path: Path) -> ModuleType:
+    """Import the extension module at `path`."""
+    spec = importlib.util.spec_from_file_location(path.name.split(".")[0], path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Kernels:
+    """The compiled loops, with arguments converted to the types they were compiled for."""
+
+    def __init__(self, backend: Any, ahead_of_time: bool) -> None:
+        self._backend = backend
+        self.ahead_of_time = ahead_of_time
+
+    def count_batches(self, buf: npt.NDArray[np.uint8]) -> tuple[int, int, int]:
+        """Count the complete batches; return (count, status, position of the bad batch)."""
+        count, status, position = self._backend.count_batches(_bytes(buf))
+        return int(count), int(status), int(position)
+
+    def scan_headers(self, buf: npt.NDArray[np.uint8], count: int) -> npt.NDArray[np.int64]:
+        """Return the header table of the first `count` batches (see layout.COL_*)."""
+        table: npt.NDArray[np.int64] = self._backend.scan_headers(_bytes(buf), int(count))
+        return table
+
+    def decode_batches(self, raw: npt.NDArray[np.uint8], side: npt.NDArray[np.uint8],
+                       batches: npt.NDArray[np.int64], min_offset: int, max_offset: int,
+                       capacity: int) -> tuple[int, npt.NDArray[np.int64], int, int]:
+        """Decode the records of `batches` in [min_offset, max_offset); see recordsets."""
+        count, out, status, bad = self._backend.decode_batches(
+            _bytes(raw), _bytes(side), _int64(batches), int(min_offset), int(max_offset),
+            int(capacity))
+        return int(count), out, int(status), int(bad)
+
+    def gather(self, raw: npt.NDArray[np.uint8], side: npt.NDArray[np.uint8],
+               positions: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]
+               ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.uint8]]:
+        """Copy fields into one buffer; return Arrow's 32-bit offsets and the data."""
+        offsets, data = self._backend.gather(_bytes(raw), _bytes(side), _int64(positions),
+                                             _int64(lengths))
+        return offsets, data
+
+    def mark_invalid_utf8(self, offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
+                          invalid: npt.NDArray[np.bool_]) -> None:
+        """Set `invalid[row]` for each value that is not well-formed UTF-8."""
+        self._backend.mark_invalid_utf8(_int64(offsets), _bytes(data), _output(invalid))
+
+    def screen_values(self, offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
+                      excluded: npt.NDArray[np.bool_], max_bytes: int,
+                      names: npt.NDArray[np.uint8], name_offsets: npt.NDArray[np.int64],
+                      roles: npt.NDArray[np.int8], docker_line: int,
+                      passed: npt.NDArray[np.bool_]) -> None:
+        """Set `passed[row]` for each value the envelope screen passes; see parse.screen."""
+        self._backend.screen_values(
+            _int64(offsets), _bytes(data), np.ascontiguousarray(excluded, np.bool_),
+            int(max_bytes), _bytes(names), _int64(name_offsets),
+            np.ascontiguousarray(roles, np.int8), int(docker_line), _output(passed))
+
+
+def _bytes(array: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
+    return np.ascontiguousarray(array, np.uint8)
+
+
+def _int64(array: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    return np.ascontiguousarray(array, np.int64)
+
+
+def _output(array: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    if array.dtype != np.bool_ or not array.flags.c_contiguous or not array.flags.writeable:
+        raise TypeError("kernel output arrays must be writable, contiguous and Boolean")
+    return array
+
+
+@functools.cache
+def load() -> Kernels:
+    """Return the kernels: the ahead-of-time module if one is built, else numba's JIT."""
+    path = find_module()
+    if path is not None:
+        try:
+            return Kernels(import_path(path), ahead_of_time=True)
+        except ImportError as exc:
+            logger.warning("cannot load the compiled kernels %s (%s); compiling them with "
+                           "numba instead", path, exc)
+    else:
+        logger.info("no ahead-of-time kernels for these sources in %s; compiling them with "
+                    "numba, which takes more memory (run `python -m batchalert.kernels.build` "
+                    "once to build them)", ", ".join(str(d) for d in search_dirs()))
+    from batchalert.kernels import jitted
+
+    return Kernels(jitted, ahead_of_time=False)

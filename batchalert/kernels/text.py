@@ -1,0 +1,371 @@
+"""Compiled loops over record values: the UTF-8 check and the envelope screen.
+
+`batchalert.parse.utf8` and `batchalert.parse.screen` describe what these check and call them
+through `batchalert.kernels.load()`. Entry points are plain functions, compiled ahead of time
+by `batchalert.kernels.build` or at run time by `batchalert.kernels.jitted`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from batchalert.jit import inline_jit
+from batchalert.kernels.layout import ROLE_LINE, ROLE_TAG, SCREEN_MAX_DEPTH
+
+# Parser states after a token. Each assignment wraps them in np.int64: numba's ahead-of-time
+# compiler does not unify distinct integer literals.
+_KEY_OR_CLOSE, _KEY, _VALUE, _VALUE_OR_CLOSE, _AFTER_VALUE = 0, 1, 2, 3, 4
+_OBJECT, _ARRAY = 0, 1
+
+
+def mark_invalid_utf8(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
+                       invalid: npt.NDArray[np.bool_]) -> None:  # pragma: no cover - compiled
+    """Set `invalid[row]` for each value that is not well-formed UTF-8 (RFC 3629)."""
+    for row in range(invalid.shape[0]):
+        position, end = offsets[row], offsets[row + 1]
+        while position < end:
+            if data[position] < 0x80:
+                position += 1
+                continue
+            position = _utf8_sequence_end(data, position, end)
+            if position < 0:
+                invalid[row] = True
+                break
+
+
+@inline_jit
+def _utf8_sequence_end(data: npt.NDArray[np.uint8], position: int,
+                      end: int) -> int:  # pragma: no cover - compiled
+    """Return the position after the well-formed UTF-8 sequence at `position`, or -1.
+
+    The first continuation byte has a narrower range after some leads, which excludes overlong
+    forms, surrogates and code points past U+10FFFF.
+    """
+    lead = data[position]
+    if 0xC2 <= lead <= 0xDF:
+        count, low, high = np.int64(1), np.int64(0x80), np.int64(0xBF)
+    elif lead == 0xE0:
+        count, low, high = np.int64(2), np.int64(0xA0), np.int64(0xBF)
+    elif 0xE1 <= lead <= 0xEC or lead == 0xEE or lead == 0xEF:
+        count, low, high = np.int64(2), np.int64(0x80), np.int64(0xBF)
+    elif lead == 0xED:
+        count, low, high = np.int64(2), np.int64(0x80), np.int64(0x9F)
+    elif lead == 0xF0:
+        count, low, high = np.int64(3), np.int64(0x90), np.int64(0xBF)
+    elif 0xF1 <= lead <= 0xF3:
+        count, low, high = np.int64(3), np.int64(0x80), np.int64(0xBF)
+    elif lead == 0xF4:
+        count, low, high = np.int64(3), np.int64(0x80), np.int64(0x8F)
+    else:
+        return -1
+    if position + count >= end or not low <= data[position + 1] <= high:
+        return -1
+    for following in range(2, count + 1):
+        if not 0x80 <= data[position + following] <= 0xBF:
+            return -1
+    return int(position + count + 1)
+
+
+def screen_values(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
+            excluded: npt.NDArray[np.bool_], max_bytes: int, names: npt.NDArray[np.uint8],
+            name_offsets: npt.NDArray[np.int64], roles: npt.NDArray[np.int8], docker_line: int,
+            passed: npt.NDArray[np.bool_]) -> None:  # pragma: no cover - compiled
+    stack = np.zeros(SCREEN_MAX_DEPTH, dtype=np.uint8)
+    seen = np.zeros(roles.shape[0], dtype=np.bool_)
+    for row in range(passed.shape[0]):
+        if excluded[row]:
+            continue
+        start, end = offsets[row], offsets[row + 1]
+        if end == start or end - start > max_bytes:
+            continue
+        passed[row] = _screen_one(data, start, end, names, name_offsets, roles, docker_line,
+                                  stack, seen)
+
+
+@inline_jit
+def _screen_one(data: npt.NDArray[np.uint8], position: int, end: int,
+                names: npt.NDArray[np.uint8], name_offsets: npt.NDArray[np.int64],
+                roles: npt.NDArray[np.int8], docker_line: int, stack: npt.NDArray[np.uint8],
+                seen: npt.NDArray[np.bool_]) -> bool:  # pragma: no cover - compiled
+    """Check one value; see the module docstring for what passes."""
+    seen[:] = False
+    line_index = -1  # index among line fields of the first line found
+    line_ends_with_newline = False
+    tag_is_p = False
+    has_tag = False
+    has_stream = False
+    field = -1  # tracked top-level field whose value comes next
+    depth = 0
+    state = np.int64(_VALUE)
+    while True:
+        while position < end and (data[position] == 0x20 or data[position] == 0x09):
+            position += 1
+        if position >= end:
+            return False
+        byte = data[position]
+        if state in (_KEY_OR_CLOSE, _KEY):
+            if byte == 0x7D and state == _KEY_OR_CLOSE:  # }
+                depth -= 1
+                position += 1
+                state = np.int64(_AFTER_VALUE)
+            elif byte != 0x22:  # "
+                return False
+            else:
+                key_start = position + 1
+                position = _string_end(data, key_start, end)
+                if position < 0:
+                    return False
+                field = -1
+                if depth == 1:
+                    field = _tracked_field(data, key_start, position, names, name_offsets)
+                    if field == -2:
+                        return False
+                    if field >= 0:
+                        if seen[field]:
+                            return False
+                        seen[field] = True
+                position += 1
+                while position < end and (data[position] == 0x20 or data[position] == 0x09):
+                    position += 1
+                if position >= end or data[position] != 0x3A:  # :
+                    return False
+                position += 1
+                state = np.int64(_VALUE)
+        elif state in (_VALUE, _VALUE_OR_CLOSE):
+            if byte == 0x5D and state == _VALUE_OR_CLOSE:  # ]
+                depth -= 1
+                position += 1
+                state = np.int64(_AFTER_VALUE)
+                continue
+            if depth == 0 and byte != 0x7B:  # the whole value must be an object
+                return False
+            if field >= 0 and byte != 0x22:  # a tracked field that is no string
+                return False
+            if byte == 0x7B or byte == 0x5B:  # { [
+                if depth == SCREEN_MAX_DEPTH:
+                    return False
+                stack[depth] = _OBJECT if byte == 0x7B else _ARRAY
+                depth += 1
+                position += 1
+                state = np.int64(_KEY_OR_CLOSE if byte == 0x7B else _VALUE_OR_CLOSE)
+                continue
+            if byte == 0x22:
+                value_start = position + 1
+                position = _string_end(data, value_start, end)
+                if position < 0:
+                    return False
+                if field >= 0:
+                    role = roles[field]
+                    length = position - value_start
+                    if role == ROLE_LINE:
+                        if line_index < 0:
+                            line_index = _line_position(roles, field)
+                            line_ends_with_newline = (
+                                length >= 2 and data[position - 1] == 0x6E
+                                and data[position - 2] == 0x5C
+                                and _escaped_backslash_run(data, value_start, position - 2))
+                    elif role == ROLE_TAG:
+                        has_tag = True
+                        tag_is_p = tag_is_p or (length == 1 and data[value_start] == 0x50)
+                    else:
+                        has_stream = True
+                position += 1
+            else:
+                position = _scalar_end(data, position, end)
+                if position < 0:
+                    return False
+            field = -1
+            state = np.int64(_AFTER_VALUE)
+        else:  # _AFTER_VALUE
+            if depth == 0:
+                return False  # something after the object
+            container = stack[depth - 1]
+            if byte == 0x2C:  # ,
+                state = np.int64(_KEY if container == _OBJECT else _VALUE)
+            elif (byte == 0x7D and container == _OBJECT) or (byte == 0x5D and container == _ARRAY):
+                depth -= 1
+            else:
+                return False
+            position += 1
+            if depth == 0:
+                while position < end and (data[position] == 0x20 or data[position] == 0x09):
+                    position += 1
+                if position != end:
+                    return False
+                break
+    if line_index < 0 or tag_is_p:
+        return False
+    unterminated = (line_index == docker_line and has_stream and not has_tag
+                    and not line_ends_with_newline)
+    return not unterminated
+
+
+@inline_jit
+def _line_position(roles: npt.NDArray[np.int8],
+                       field: int) -> int:  # pragma: no cover - compiled
+    """Return the position of tracked field `field` among the line fields."""
+    index = 0
+    for other in range(field):
+        if roles[other] == ROLE_LINE:
+            index += 1
+    return index
+
+
+@inline_jit
+def _escaped_backslash_run(data: npt.NDArray[np.uint8], start: int,
+                           backslash: int) -> bool:  # pragma: no cover - compiled
+    """Return true when the backslash at `backslash` starts an escape (an even run before it)."""
+    run = 0
+    position = backslash - 1
+    while position >= start and data[position] == 0x5C:
+        run += 1
+        position -= 1
+    return run % 2 == 0
+
+
+@inline_jit
+def _tracked_field(data: npt.NDArray[np.uint8], start: int, end: int,
+                   names: npt.NDArray[np.uint8],
+                   name_offsets: npt.NDArray[np.int64]) -> int:  # pragma: no cover - compiled
+    """Return the index of the tracked name equal to data[start:end], -1 if none, -2 if escaped.
+
+    An escaped key could spell a tracked name in another way, which the screen does not decode.
+    """
+    for position in range(start, end):
+        if data[position] == 0x5C:
+            return -2
+    length = end - start
+    for index in range(name_offsets.shape[0] - 1):
+        name_start = name_offsets[index]
+        if name_offsets[index + 1] - name_start != length:
+            continue
+        same = True
+        for offset in range(length):
+            if data[start + offset] != names[name_start + offset]:
+                same = False
+                break
+        if same:
+            return index
+    return -1
+
+
+@inline_jit
+def _string_end(data: npt.NDArray[np.uint8], position: int,
+                end: int) -> int:  # pragma: no cover - compiled
+    """Return the position of the closing quote of the string starting at `position`, or -1.
+
+    Checks escapes (no escaped lone surrogate), control characters and UTF-8 on the way.
+    """
+    while position < end:
+        byte = data[position]
+        if (0x22 < byte < 0x7F and byte != 0x5C) or byte == 0x20 or byte == 0x21:
+            position += 1
+            continue
+        if byte == 0x22:
+            return position
+        if byte < 0x20:
+            return -1
+        if byte == 0x5C:
+            position += 1
+            if position >= end:
+                return -1
+            escape = data[position]
+            if escape == 0x75:  # u
+                if position + 4 >= end:
+                    return -1
+                code = 0
+                for offset in range(1, 5):
+                    digit = _hex_value(data[position + offset])
+                    if digit < 0:
+                        return -1
+                    code = code * 16 + digit
+                if 0xD800 <= code <= 0xDFFF:
+                    return -1  # surrogate pairs are rare in logs; the full parser decides
+                position += 5
+                continue
+            if not (escape == 0x22 or escape == 0x5C or escape == 0x2F or escape == 0x62
+                    or escape == 0x66 or escape == 0x6E or escape == 0x72 or escape == 0x74):
+                return -1
+            position += 1
+            continue
+        if byte < 0x80:
+            position += 1
+            continue
+        position = _utf8_sequence_end(data, position, end)
+        if position < 0:
+            return -1
+    return -1
+
+
+@inline_jit
+def _hex_value(byte: int) -> int:  # pragma: no cover - compiled
+    if 0x30 <= byte <= 0x39:
+        return byte - 0x30
+    if 0x61 <= byte <= 0x66:
+        return byte - 0x61 + 10
+    if 0x41 <= byte <= 0x46:
+        return byte - 0x41 + 10
+    return -1
+
+
+@inline_jit
+def _scalar_end(data: npt.NDArray[np.uint8], position: int,
+                end: int) -> int:  # pragma: no cover - compiled
+    """Return the position after the number or literal at `position`, or -1 if it is neither."""
+    byte = data[position]
+    if byte == 0x74:  # true
+        return _literal_end(data, position, end, 0x72, 0x75, 0x65, 0)
+    if byte == 0x66:  # false
+        return _literal_end(data, position, end, 0x61, 0x6C, 0x73, 0x65)
+    if byte == 0x6E:  # null
+        return _literal_end(data, position, end, 0x75, 0x6C, 0x6C, 0)
+    if byte == 0x2D:  # -
+        position += 1
+    if position >= end:
+        return -1
+    if data[position] == 0x30:
+        position += 1
+    elif 0x31 <= data[position] <= 0x39:
+        position = _digits_end(data, position, end)
+    else:
+        return -1
+    if position < end and data[position] == 0x2E:  # .
+        after = _digits_end(data, position + 1, end)
+        if after == position + 1:
+            return -1
+        position = after
+    if position < end and (data[position] == 0x65 or data[position] == 0x45):  # e E
+        position += 1
+        if position < end and (data[position] == 0x2B or data[position] == 0x2D):
+            position += 1
+        after = _digits_end(data, position, end)
+        if after == position:
+            return -1
+        position = after
+    return position
+
+
+@inline_jit
+def _digits_end(data: npt.NDArray[np.uint8], position: int,
+                end: int) -> int:  # pragma: no cover - compiled
+    while position < end and 0x30 <= data[position] <= 0x39:
+        position += 1
+    return position
+
+
+@inline_jit
+def _literal_end(data: npt.NDArray[np.uint8], position: int, end: int, second: int, third: int,
+                 fourth: int, fifth: int) -> int:  # pragma: no cover - compiled
+    """Return the position after the literal whose first byte is at `position`, or -1.
+
+    `fifth` is 0 for the four-letter literals.
+    """
+    length = 4 if fifth == 0 else 5
+    if position + length > end:
+        return -1
+    if data[position + 1] != second or data[position + 2] != third:
+        return -1
+    if data[position + 3] != fourth or (fifth != 0 and data[position + 4] != fifth):
+        return -1
+    return position + length
