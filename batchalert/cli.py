@@ -12,7 +12,9 @@ from typing import Annotated
 
 import typer
 
-from batchalert import __version__
+# First of batchalert's imports: it sets allocator defaults that Polars and pyarrow read when
+# they load.
+from batchalert import __version__, allocators  # noqa: F401
 from batchalert.config import JobConfig, load_job, parse_duration
 from batchalert.errors import BatchalertError, ConfigError
 
