@@ -1,11 +1,13 @@
 """Running one contender as a child process and measuring its wall time, CPU time and memory.
 
-CPU time and peak memory come from `os.wait4`, so they cover exactly the child: user plus system
-seconds of all its threads, and the largest resident set size it reached. The broker's CPU time
-is read from /proc before and after, and the CPU time of this process (the threads of the local
-receiver) from `getrusage`, because both serve the child and belong in its cost. The machine's
-busy CPU time from /proc/stat, minus those three, is the CPU time that other processes took
-during the run: a measure of how much they disturbed it.
+CPU time comes from `os.wait4`, so it covers exactly the child: user plus system seconds of all
+its threads. Peak memory is the child's VmHWM from /proc, sampled while it runs. `ru_maxrss`
+would not do, because Linux carries the high-water mark of the process that spawned the child
+across `exec`, so every child would report at least this harness's resident set. The broker's
+CPU time is read from /proc before and after, and the CPU time of this process (the threads of
+the local receiver) from `getrusage`, because both serve the child and belong in its cost. The
+machine's busy CPU time from /proc/stat, minus those three, is the CPU time that other
+processes took during the run: a measure of how much they disturbed it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 # Seconds to wait for a killed child to be reaped before giving up on it.
 _REAP_TIMEOUT_S = 10.0
+# Seconds between two reads of the child's peak memory. VmHWM only grows, so a sample misses
+# only a rise in the last interval before the child exits.
+_MEMORY_SAMPLE_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,45 @@ def machine_busy_seconds() -> float:
     return busy / os.sysconf("SC_CLK_TCK")
 
 
+def peak_rss_bytes(pid: int) -> int | None:
+    """Return the peak resident set size (VmHWM) of a running process, or None."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024  # reported in kB
+    return None
+
+
+class PeakMemorySampler:
+    """Reads a process's VmHWM every `interval` seconds in a thread, keeping the largest."""
+
+    def __init__(self, pid: int, interval: float = _MEMORY_SAMPLE_S) -> None:
+        self.pid = pid
+        self.peak_bytes: int | None = None
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"peak-rss-{pid}", daemon=True)
+
+    def __enter__(self) -> PeakMemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            value = peak_rss_bytes(self.pid)
+            if value is not None:
+                self.peak_bytes = max(self.peak_bytes or 0, value)
+            if self._stop.wait(self._interval):
+                return
+
+
 def _self_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -107,7 +151,8 @@ def run_measured(
         started = time.monotonic()
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stdout,
                                    stderr=stderr, cwd=cwd, env=env, start_new_session=True)
-        status, usage, timed_out = _wait_with_deadline(process, timeout_s)
+        with PeakMemorySampler(process.pid) as memory:
+            status, usage, timed_out = _wait_with_deadline(process, timeout_s)
         wall = time.monotonic() - started
 
     busy = machine_busy_seconds() - busy_before
@@ -121,7 +166,8 @@ def run_measured(
         wall_seconds=wall,
         user_seconds=usage.ru_utime,
         system_seconds=usage.ru_stime,
-        max_rss_bytes=usage.ru_maxrss * 1024,  # Linux reports kilobytes
+        # Without a sample (a child that exited within the first interval), ru_maxrss in kB.
+        max_rss_bytes=memory.peak_bytes or usage.ru_maxrss * 1024,
         broker_cpu_seconds=broker,
         receiver_cpu_seconds=receiver,
         # Clock-tick rounding can make a quiet machine's figure slightly negative.

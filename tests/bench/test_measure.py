@@ -1,0 +1,29 @@
+"""Peak memory of a benchmark child: its own, not that of the harness that spawned it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from bench.measure import run_measured
+
+MIB = 1024 * 1024
+# A child that touches 120 MiB, then holds it long enough for several samples.
+CHILD = ("import time\nblock = bytearray(120 * 1024 * 1024)\n"
+         "for i in range(0, len(block), 4096):\n    block[i] = 1\ntime.sleep(0.3)\n")
+
+
+def test_peak_memory_is_the_childs_own(tmp_path: Path) -> None:
+    # Ballast that the spawning process holds: ru_maxrss would report it for the child too.
+    ballast = bytearray(400 * MIB)
+    for index in range(0, len(ballast), 4096):
+        ballast[index] = 1
+
+    usage = run_measured([sys.executable, "-c", CHILD], timeout_s=60,
+                         stdout_path=tmp_path / "out", stderr_path=tmp_path / "err",
+                         cwd=tmp_path)
+
+    assert usage.exit_code == 0
+    assert usage.max_rss_bytes >= 120 * MIB
+    assert usage.max_rss_bytes < 250 * MIB
+    assert len(ballast) == 400 * MIB
