@@ -42,7 +42,7 @@ import yaml
 from kafka.errors import KafkaError
 
 from batchalert.errors import BatchalertError
-from bench import BenchError
+from bench import STARTING_JEMALLOC_CONF, BenchError
 from bench.contenders import CONTENDERS, BatchalertRun, Contender, Target
 from bench.job import JobOverrides, job_document
 from bench.load import (
@@ -124,9 +124,13 @@ class Session:
 
 
 def child_environment() -> dict[str, str]:
-    """Return the environment for children, without BATCHALERT_* overrides of the job."""
-    return {name: value for name, value in os.environ.items()
-            if not name.startswith("BATCHALERT_")}
+    """Return the environment for children, without BATCHALERT_* overrides of the job, and
+    with the allocator setting the harness started with (see bench.STARTING_JEMALLOC_CONF)."""
+    environment = {name: value for name, value in os.environ.items()
+                   if not name.startswith("BATCHALERT_") and name != "_RJEM_MALLOC_CONF"}
+    if STARTING_JEMALLOC_CONF is not None:
+        environment["_RJEM_MALLOC_CONF"] = STARTING_JEMALLOC_CONF
+    return environment
 
 
 @contextmanager

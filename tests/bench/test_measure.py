@@ -1,10 +1,14 @@
-"""Peak memory of a benchmark child: its own, not that of the harness that spawned it."""
+"""What a benchmark child measures and inherits: its own peak memory, not the harness's, and
+the allocator setting the harness started with."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+import pytest
+
+import bench.run
 from bench.measure import run_measured
 
 MIB = 1024 * 1024
@@ -27,3 +31,16 @@ def test_peak_memory_is_the_childs_own(tmp_path: Path) -> None:
     assert usage.max_rss_bytes >= 120 * MIB
     assert usage.max_rss_bytes < 250 * MIB
     assert len(ballast) == 400 * MIB
+
+
+def test_children_get_starting_allocator_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What importing Polars writes into the harness's environment.
+    monkeypatch.setenv("_RJEM_MALLOC_CONF", "dirty_decay_ms:500,muzzy_decay_ms:1000")
+    monkeypatch.setenv("BATCHALERT_KAFKA_BROKERS", "127.0.0.1:9")
+
+    monkeypatch.setattr(bench.run, "STARTING_JEMALLOC_CONF", None)
+    assert "_RJEM_MALLOC_CONF" not in bench.run.child_environment()
+    assert "BATCHALERT_KAFKA_BROKERS" not in bench.run.child_environment()
+
+    monkeypatch.setattr(bench.run, "STARTING_JEMALLOC_CONF", "narenas:2")
+    assert bench.run.child_environment()["_RJEM_MALLOC_CONF"] == "narenas:2"
