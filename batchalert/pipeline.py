@@ -155,12 +155,17 @@ def uses_prefilter(job: JobConfig) -> bool:
     return job.prefilter and rules_allow_prefilter(job.rules)
 
 
-def prefilter_batch(batch: pa.RecordBatch, job: JobConfig) -> pa.RecordBatch:
-    """Return the records a rule may match and those that may be unreadable."""
-    keep = rows_to_decode(batch.column("value"), job.rules, job.shape)
-    if keep.all():
-        return batch
-    return batch.filter(pa.array(keep))
+def prefilter_batch(batch: pa.RecordBatch, job: JobConfig
+                    ) -> tuple[pa.RecordBatch, pa.RecordBatch]:
+    """Return the records a rule may match, and the others that may be unreadable.
+
+    See `rows_to_decode`. The rest of the batch, well-formed records that no rule can match,
+    is skipped.
+    """
+    candidates, suspects = rows_to_decode(batch.column("value"), job.rules, job.shape)
+    if candidates.all():
+        return batch, batch.slice(0, 0)
+    return batch.filter(pa.array(candidates)), batch.filter(pa.array(suspects))
 
 
 def parse_chunk(batch: pa.RecordBatch, job: JobConfig) -> pl.DataFrame:
@@ -285,10 +290,13 @@ def aggregate_ranges(
 class ChunkAggregator:
     """Parse reader batches a chunk at a time and aggregate them into one `RunAggregator`.
 
-    With `prefilter`, each batch first goes through `prefilter_batch`, and the records left to
-    decode are gathered over several batches until they fill `job.chunk_records`: the few
-    records of each batch parse far faster together. `on_parsed` receives each parsed chunk
-    with its records, for the dead-letter files.
+    With `prefilter`, each batch first goes through `prefilter_batch`. Its candidates and its
+    suspects are gathered apart over several batches, each until they fill
+    `job.chunk_records`: the few records of each batch parse far faster together. Suspects
+    are parsed apart because they are mostly malformed, and a malformed record sends the JSON
+    reader of its whole chunk down a slower path that takes more memory. Suspects contain no
+    status code of a rule, so they never match, and the order of parsing changes no alert.
+    `on_parsed` receives each parsed chunk with its records, for the dead-letter files.
     """
 
     def __init__(self, job: JobConfig, prefilter: bool,
@@ -298,22 +306,27 @@ class ChunkAggregator:
         self._job = job
         self._prefilter = prefilter
         self._on_parsed = on_parsed
-        self._gathered = _Gathered()
+        self._candidates = _Gathered()
+        self._suspects = _Gathered()
 
     def add(self, batch: pa.RecordBatch) -> None:
         """Take one reader batch; parse what has gathered once it fills a chunk."""
         if not self._prefilter:
             self._consume(batch, 0)
             return
-        inspected = prefilter_batch(batch, self._job)
-        self._gathered.add(inspected, batch.num_rows - inspected.num_rows)
-        if self._gathered.rows >= self._job.chunk_records:
-            self._consume(*self._gathered.take())
+        candidates, suspects = prefilter_batch(batch, self._job)
+        skipped = batch.num_rows - candidates.num_rows - suspects.num_rows
+        self._candidates.add(candidates, skipped)
+        self._suspects.add(suspects, 0)
+        for gathered in (self._candidates, self._suspects):
+            if gathered.rows >= self._job.chunk_records:
+                self._consume(*gathered.take())
 
     def finish(self) -> RunAggregator:
         """Parse what is still gathered and return the aggregator."""
-        if self._gathered.batches or self._gathered.skipped:
-            self._consume(*self._gathered.take())
+        for gathered in (self._candidates, self._suspects):
+            if gathered.batches or gathered.skipped:
+                self._consume(*gathered.take())
         return self.aggregator
 
     def _consume(self, batch: pa.RecordBatch, skipped: int) -> None:

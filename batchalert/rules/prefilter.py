@@ -77,16 +77,20 @@ def candidate_mask(values: pl.Series, rules: list[RuleConfig]) -> pl.Series:
     return reduce(lambda left, right: left | right, masks).fill_null(False)
 
 
-def rows_to_decode(values: pa.Array, rules: list[RuleConfig],
-                   shape: RecordShape) -> npt.NDArray[np.bool_]:
-    """Return true for each value to decode: a rule may match it, or it may be unreadable.
+def rows_to_decode(values: pa.Array, rules: list[RuleConfig], shape: RecordShape
+                   ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Return two masks of the values to decode: candidates and suspects.
 
-    The other values are well-formed envelopes without any of the rules' status codes.
+    Candidates contain a status code that a rule selects, so a rule may match them. Suspects
+    are the other values that the envelope screen did not pass, so they may be unreadable and
+    must be decoded to be counted. The values in neither mask are well-formed envelopes
+    without any of the rules' status codes.
     """
     series = pl.from_arrow(values)
     assert isinstance(series, pl.Series)
     candidates = candidate_mask(series, rules).to_numpy()
     fields = screen_fields(shape)
     if fields is None:
-        return np.ones(len(values), dtype=np.bool_)
-    return ~well_formed_envelopes(values, fields, shape.max_value_bytes, skip=candidates)
+        return np.ones(len(values), dtype=np.bool_), np.zeros(len(values), dtype=np.bool_)
+    passed = well_formed_envelopes(values, fields, shape.max_value_bytes, skip=candidates)
+    return candidates, ~candidates & ~passed

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import polars as pl
+import pyarrow as pa
 
 from batchalert.config import RuleConfig, build_job
 from batchalert.offline import values_batch
-from batchalert.pipeline import _Gathered, parse_chunk, prefilter_batch, uses_prefilter
+from batchalert.pipeline import (
+    ChunkAggregator,
+    _Gathered,
+    parse_chunk,
+    prefilter_batch,
+    uses_prefilter,
+)
 from batchalert.rules import RunAggregator
 from batchalert.rules.prefilter import candidate_mask, rules_allow_prefilter
 from scripts.sample_logs import generate
@@ -64,8 +71,10 @@ def test_prefilter_keeps_every_alert() -> None:
     full = RunAggregator(job.rules)
     full.add(parse_chunk(batch, job))
     filtered = RunAggregator(job.rules)
-    candidates = prefilter_batch(batch, job)
-    filtered.add(parse_chunk(candidates, job), skipped=batch.num_rows - candidates.num_rows)
+    candidates, suspects = prefilter_batch(batch, job)
+    decoded = candidates.num_rows + suspects.num_rows
+    filtered.add(parse_chunk(candidates, job), skipped=batch.num_rows - decoded)
+    filtered.add(parse_chunk(suspects, job))
 
     def summary(aggregator: RunAggregator) -> list[tuple[object, ...]]:
         return [(g.rule.name, tuple(g.key.items()), g.count, g.first, g.last, g.samples)
@@ -73,8 +82,9 @@ def test_prefilter_keeps_every_alert() -> None:
 
     assert summary(filtered) == summary(full)
     assert filtered.counts.records == full.counts.records == 20_000
-    assert filtered.counts.skipped == 20_000 - candidates.num_rows
+    assert filtered.counts.skipped == 20_000 - decoded
     assert 0 < candidates.num_rows < 20_000
+    assert 0 < suspects.num_rows < candidates.num_rows
     assert filtered.counts.matches_by_rule == full.counts.matches_by_rule
     # Unreadable records are never skipped, so they are all counted, by reason.
     assert filtered.counts.malformed == full.counts.malformed > 0
@@ -96,3 +106,29 @@ def test_gathered_batches_join_in_order() -> None:
     empty, skipped_again = gathered.take()
     assert empty.num_rows == 0
     assert skipped_again == 0
+
+
+def test_chunk_aggregator_parses_suspects_apart() -> None:
+    job = build_job({"source": {"brokers": ["x:1"], "topic": "t", "group": "g"},
+                     "chunk_records": 1000}, "t")
+    batch = values_batch(list(generate(20_000, seed=12)))
+    chunks: list[pa.RecordBatch] = []
+    chunked = ChunkAggregator(job, prefilter=True,
+                              on_parsed=lambda records, _parsed: chunks.append(records))
+
+    for start in range(0, batch.num_rows, 2000):
+        chunked.add(batch.slice(start, 2000))
+    result = chunked.finish()
+    full = RunAggregator(job.rules)
+    full.add(parse_chunk(batch, job))
+
+    kinds = []
+    for chunk in chunks:
+        mask = candidate_mask(pl.Series(chunk.column("value")), job.rules)
+        kinds.append("candidates" if mask.all() else "suspects" if not mask.any() else "mixed")
+        assert chunk.num_rows < job.chunk_records + 2000
+    assert "mixed" not in kinds
+    assert kinds.count("suspects") == 1
+    assert [g.count for g in result.groups()] == [g.count for g in full.groups()]
+    assert result.counts.records == full.counts.records
+    assert result.counts.malformed_by_reason == full.counts.malformed_by_reason
