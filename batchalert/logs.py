@@ -87,4 +87,7 @@ def setup_logging(verbose: bool = False, quiet: bool = False, json_lines: bool |
     root.setLevel(level)
     # kafka-python logs connection chatter at INFO; keep it to warnings unless debugging.
     logging.getLogger("kafka").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # kafka-python's event loop warns when one step takes over 0.1 s, which decoding an 8 MiB
+    # Fetch response can. That is a note for its developers, not a fault of the run.
+    logging.getLogger("kafka.net.selector").setLevel(logging.DEBUG if verbose else logging.ERROR)
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -26,7 +26,7 @@ def _restore_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
-    for name in ("kafka", "httpx"):
+    for name in ("kafka", "kafka.net.selector", "httpx"):
         logging.getLogger(name).setLevel(logging.NOTSET)
 
 
