@@ -425,9 +425,9 @@ class JobConfig(_Model):
     templates: TemplateConfig = Field(default_factory=TemplateConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     # Records per chunk: bounds memory, because each chunk is parsed and aggregated on its own.
-    # Parsing takes about 8 times the chunk's bytes for a moment, so 20,000 records of 500
-    # bytes add about 80 MB to the peak.
-    chunk_records: int = Field(default=20_000, ge=1)
+    # Parsing takes about 6 times the chunk's bytes for a moment, so 10,000 records of 460
+    # bytes add about 28 MB to the peak.
+    chunk_records: int = Field(default=10_000, ge=1)
     # Skip decoding the records that contain none of the rules' status codes, once a compiled
     # screen found them well-formed: unreadable records are still decoded and counted. Access
     # and other lines are then counted among the decoded records only. Rules with a ratio need

@@ -36,6 +36,7 @@ from batchalert.config import JobConfig
 from batchalert.deadletter import prepare_directory, write_dead_letters
 from batchalert.errors import SinkError, SourceError
 from batchalert.events import log_commit
+from batchalert.heap import release_free_memory
 from batchalert.parallel import MIN_SPAN_FOR_WORKERS, aggregate_in_workers
 from batchalert.parse import parse_batch
 from batchalert.rules import AlertGroup, RunAggregator, RunCounts
@@ -313,6 +314,7 @@ class ChunkAggregator:
         """Take one reader batch; parse what has gathered once it fills a chunk."""
         if not self._prefilter:
             self._consume(batch, 0)
+            release_free_memory()
             return
         candidates, suspects = prefilter_batch(batch, self._job)
         skipped = batch.num_rows - candidates.num_rows - suspects.num_rows
@@ -321,6 +323,7 @@ class ChunkAggregator:
         for gathered in (self._candidates, self._suspects):
             if gathered.rows >= self._job.chunk_records:
                 self._consume(*gathered.take())
+                release_free_memory()
 
     def finish(self) -> RunAggregator:
         """Parse what is still gathered and return the aggregator."""

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
 import sys
 
+import pytest
+
+from batchalert import allocators
 from batchalert.allocators import DEFAULTS
 
 PROBE = """
@@ -51,3 +55,35 @@ def test_late_import_reported() -> None:
                             timeout=120, check=True)
 
     assert result.stdout.strip() == "False"
+
+
+class FakeLibrary:
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+
+    def mallopt(self, parameter: int, value: int) -> int:
+        self.calls.append((parameter, value))
+        return 1
+
+
+def test_malloc_thresholds_fixed(monkeypatch: pytest.MonkeyPatch) -> None:
+    library = FakeLibrary()
+    monkeypatch.setattr(ctypes, "CDLL", lambda _name: library)
+    for variable in allocators.MALLOPT_DEFAULTS:
+        monkeypatch.delenv(variable, raising=False)
+
+    allocators._set_malloc_options()
+
+    assert sorted(library.calls) == sorted(allocators.MALLOPT_DEFAULTS.values())
+    assert (-3, 16 * 1024 * 1024) in library.calls
+
+
+def test_malloc_threshold_from_environment_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    library = FakeLibrary()
+    monkeypatch.setattr(ctypes, "CDLL", lambda _name: library)
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+
+    allocators._set_malloc_options()
+
+    assert library.calls == [allocators.MALLOPT_DEFAULTS["MALLOC_TRIM_THRESHOLD_"]]

@@ -66,7 +66,7 @@ class ReadLimits:
 
     max_records: int | None = None
     max_bytes: int | None = None
-    chunk_records: int = 20_000
+    chunk_records: int = 10_000
     chunk_bytes: int = _CHUNK_BYTES
     stall_seconds: float = 60.0
 

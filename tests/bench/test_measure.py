@@ -12,7 +12,7 @@ import bench.run
 from bench.measure import run_measured
 
 MIB = 1024 * 1024
-# A child that touches 120 MiB, then holds it long enough for several samples.
+# A child that touches 120 MiB, then keeps it long enough for several samples.
 CHILD = ("import time\nblock = bytearray(120 * 1024 * 1024)\n"
          "for i in range(0, len(block), 4096):\n    block[i] = 1\ntime.sleep(0.3)\n")
 
