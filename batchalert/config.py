@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import polars as pl
 import yaml
 from pydantic import (
     BaseModel,
@@ -31,7 +30,7 @@ from pydantic import (
 
 from batchalert.errors import ConfigError
 from batchalert.logs import register_secret
-from batchalert.parse.shapes import RecordShape
+from batchalert.parse.shapes import RecordShape, polars_regex_error
 
 ENV_PREFIX = "BATCHALERT_"
 
@@ -50,20 +49,11 @@ class _Model(BaseModel):
 
 
 def check_polars_regex(pattern: str) -> str:
-    """Compile `pattern` with Polars' regex engine, raising ValueError with the engine's reason.
-
-    Polars uses the Rust `regex` crate: no look-around and no back-references, in exchange for
-    linear-time matching on every record.
-    """
-    try:
-        pl.Series("probe", [""], dtype=pl.String).str.contains(pattern)
-    except pl.exceptions.PolarsError as exc:
-        reason = str(exc).split("This error occurred")[0].strip()
-        raise ValueError(
-            f"regular expression {pattern!r} cannot run in Polars' regex engine, which has no "
-            f"look-around and no back-references; rewrite it with include/exclude lists "
-            f"({reason})"
-        ) from exc
+    """Raise ValueError, naming the pattern and the engine's reason, unless Polars compiles it."""
+    problem = polars_regex_error(pattern)
+    if problem is not None:
+        raise ValueError(f"regular expression '{pattern}' is invalid for Polars' regex "
+                         f"engine: {problem}")
     return pattern
 
 
@@ -550,7 +540,7 @@ def _unknown_field_message(location: tuple[str | int, ...]) -> str:
     allowed = sorted(model.model_fields)
     close = difflib.get_close_matches(str(location[-1]), allowed, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown field{hint} Allowed fields: {', '.join(allowed)}"
+    return f"unknown field{hint}. Allowed fields: {', '.join(allowed)}"
 
 
 _SOURCE_OVERRIDES = {"brokers": "BROKERS", "topic": "TOPIC", "group": "GROUP"}

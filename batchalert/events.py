@@ -94,7 +94,8 @@ def log_post(receiver: str, url: str, status: int | None, count: int) -> None:
     """
     masked_url = mask_url(url)
     logger.info(
-        "posted %d alerts to receiver %s at %s: HTTP %s", count, receiver, masked_url,
+        "posted %d %s to receiver %s at %s: HTTP %s", count,
+        "alert" if count == 1 else "alerts", receiver, masked_url,
         status if status is not None else "no response",
         extra={"event": "post", "receiver": receiver, "url": masked_url, "status": status,
                "count": count},

@@ -93,7 +93,7 @@ def main() -> None:
         _show_received(receiver, seen)
 
         _banner("The first payload Notification Manager received, in full")
-        print(json.dumps(receiver.received[0], indent=2, ensure_ascii=False)[:3000])
+        print(json.dumps(receiver.received[0], indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -139,6 +139,15 @@ class TestBuild:
             assert build.main([]) == 0
         assert "already built" in caplog.text
 
+    def test_missing_compiler_named(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                    caplog: pytest.LogCaptureFixture) -> None:
+        monkeypatch.setenv("CC", "no-such-compiler -O2")
+
+        assert build.main(["--out", str(tmp_path)]) == 1
+        assert "'no-such-compiler' not found" in caplog.text
+        assert "apt-get install gcc" in caplog.text
+        assert list(tmp_path.iterdir()) == []
+
     def test_compiler_failure_reported(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                        caplog: pytest.LogCaptureFixture) -> None:
         def fail(directory: Path) -> Path:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import shutil
 import sys
+import sysconfig
 import tempfile
 import warnings
 from pathlib import Path
@@ -86,7 +88,14 @@ def build(directory: Path) -> Path:
     return target
 
 
+def c_compiler() -> str:
+    """Return the C compiler command that the build would run: $CC, else Python's own."""
+    configured = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    return str(configured).split()[0]
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Build the kernels as the command line asks; return the exit code."""
     parser = argparse.ArgumentParser(prog="python -m batchalert.kernels.build",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None,
@@ -96,10 +105,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="build again even if a module for these sources exists")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+
     existing = find_module()
     if existing is not None and not args.force and args.out is None:
         logger.info("kernels already built: %s", existing)
         return 0
+
     directory = args.out
     if directory is None:
         directory = next((d for d in search_dirs() if writable(d)), None)
@@ -107,6 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("no writable directory among %s; pass --out DIR and set "
                       "BATCHALERT_KERNELS_DIR=DIR for the runs", search_dirs())
         return 2
+
+    compiler = c_compiler()
+    if shutil.which(compiler) is None:
+        logger.error("C compiler %r not found, so the kernels cannot be built; install it "
+                     "(Debian: apt-get install gcc libc6-dev) or set CC, then build again. "
+                     "Until then runs compile the kernels with numba at run time", compiler)
+        return 1
+
     try:
         path = build(directory)
     except Exception as exc:  # the compiler's errors have no common base class

@@ -205,14 +205,35 @@ def check_path(path: str) -> str:
     return path
 
 
+def polars_regex_error(pattern: str) -> str | None:
+    """Return why Polars' regex engine rejects `pattern`, with the position, or None.
+
+    Polars uses the Rust `regex` crate: linear-time matching on every record, but no
+    look-around and no back-references. The message names these limits only for a pattern
+    that uses them.
+    """
+    try:
+        pl.Series("probe", [""], dtype=pl.String).str.contains(pattern)
+    except pl.exceptions.PolarsError as exc:
+        lines = str(exc).split("This error occurred")[0].strip().splitlines()
+        reason = lines[-1].strip().removeprefix("error: ") if lines else str(exc)
+        # The engine prints the pattern indented by 4 spaces, then carets under the fault.
+        carets = [line for line in lines if line.strip() and set(line.strip()) == {"^"}]
+        if carets:
+            reason += f" at character {carets[0].index('^') - 3}"
+        if "look-around" in reason or "backreferences" in reason:
+            reason += ("; Polars' regex engine has no look-around and no back-references, so "
+                       "rewrite the pattern, for example as include and exclude lists")
+        return reason
+    return None
+
+
 def check_container_pattern(pattern: str) -> str:
     """Raise ValueError unless Polars' regex engine compiles `pattern`."""
-    try:
-        pl.Series("container", [""], dtype=pl.String).str.contains(pattern)
-    except pl.exceptions.PolarsError as exc:
-        reason = str(exc).split("This error occurred")[0].strip()
-        raise ValueError(f"container pattern {pattern!r} is not a valid regular expression "
-                         f"for Polars (Rust regex syntax, no look-around): {reason}") from exc
+    problem = polars_regex_error(pattern)
+    if problem is not None:
+        raise ValueError(f"container pattern '{pattern}' is not a valid regular expression "
+                         f"for Polars: {problem}")
     return pattern
 
 
