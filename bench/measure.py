@@ -92,7 +92,10 @@ def peak_rss_bytes(pid: int) -> int | None:
 
 
 class PeakMemorySampler:
-    """Reads a process's VmHWM every `interval` seconds in a thread, keeping the largest."""
+    """Sampler of a process's VmHWM, read every `interval` seconds in a thread.
+
+    `peak_bytes` is the largest value read, or None before the first read.
+    """
 
     def __init__(self, pid: int, interval: float = _MEMORY_SAMPLE_S) -> None:
         self.pid = pid

@@ -98,7 +98,7 @@ def run_parse_only(records: int, repeat: int, seed: int = DEFAULT_SEED,
     """Time `repeat` passes of each path over `records` generated values; return the medians.
 
     The top-level figures are those of the prefilter path, which a job takes by default;
-    `full_parse` holds those of parsing every record.
+    `full_parse` contains those of parsing every record.
     """
     dataset = ensure_dataset(records, seed, cache_dir)
     job = offline_job()

@@ -268,7 +268,7 @@ class TestOfflineCommands:
 @pytest.mark.slow
 def test_demo_command_shows_alerts() -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "scripts.demo", "--records", "3000"],
+        [sys.executable, "-m", "scripts.demo", "--records", "20000"],
         cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
     )
 
@@ -277,3 +277,6 @@ def test_demo_command_shows_alerts() -> None:
     assert "The article's job" in output
     assert "wordpress-v1 GET /notfound" in output
     assert "Notification Manager accepted 0 POST(s)" in output
+    # The first payload is printed whole, so it parses as JSON.
+    payload = output.split("The first payload Notification Manager received, in full")[1]
+    assert json.loads(payload[payload.index("{"):])["alerts"]

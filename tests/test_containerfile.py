@@ -252,6 +252,14 @@ class TestFinalStage:
         assert "--no-index" in commands
         assert f"from={stages[0].name}" in commands
 
+    def test_kernels_built_and_checked(self, final: Stage, stages: list[Stage]) -> None:
+        environment = " ".join(instruction.arguments for instruction in final.all("ENV"))
+
+        assert "python -m batchalert.kernels.build --out /wheels/kernels" in run_commands(
+            stages[0])
+        assert "BATCHALERT_KERNELS_DIR=/opt/batchalert/kernels" in environment.split()
+        assert "load().ahead_of_time" in run_commands(final)
+
     def test_build_tools_pattern_matches(self) -> None:
         for command in ("apt-get install -y gcc", "apt-get install libpq-dev", "make all"):
             assert BUILD_TOOLS.search(command), command

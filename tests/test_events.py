@@ -109,6 +109,12 @@ class TestEventLines:
         assert entry["url"] == url
         assert entry["status"] == 200
         assert entry["count"] == 4
+        assert entry["message"].startswith("posted 4 alerts to receiver alertmanager")
+
+    def test_post_single_alert_wording(self, json_lines: JsonLines) -> None:
+        log_post("alertmanager", "http://127.0.0.1:9/api/v2/alerts", 200, 1)
+
+        assert json_lines.only()["message"].startswith("posted 1 alert to receiver")
 
     def test_post_without_response(self, json_lines: JsonLines) -> None:
         log_post("alertmanager", "http://alertmanager.example.com:9093/api/v2/alerts", None, 4)

@@ -70,7 +70,7 @@ class TestLoad:
         assert find_module() == tmp_path / module.name
         assert fresh_load().ahead_of_time
 
-    def test_falls_back_to_jit_and_says_how_to_build(self, monkeypatch: pytest.MonkeyPatch,
+    def test_missing_module_falls_back_to_jit(self, monkeypatch: pytest.MonkeyPatch,
                                                      caplog: pytest.LogCaptureFixture,
                                                      fresh_load: Loader) -> None:
         monkeypatch.setattr(batchalert.kernels, "find_module", lambda: None)
@@ -130,10 +130,10 @@ class TestBuild:
         monkeypatch.setattr(batchalert.kernels.build, "find_module",
                             lambda: tmp_path / "already.so")
 
-        def refuse(directory: Path) -> Path:
+        def fail_if_built(directory: Path) -> Path:
             raise AssertionError("built again")
 
-        monkeypatch.setattr(batchalert.kernels.build, "build", refuse)
+        monkeypatch.setattr(batchalert.kernels.build, "build", fail_if_built)
 
         with caplog.at_level(logging.INFO, logger="batchalert.kernels.build"):
             assert build.main([]) == 0

@@ -95,7 +95,7 @@ def c_compiler() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Build the kernels as the command line asks; return the exit code."""
+    """Build the kernels as the arguments request; return the exit code."""
     parser = argparse.ArgumentParser(prog="python -m batchalert.kernels.build",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None,

@@ -91,6 +91,7 @@ def rows_to_decode(values: pa.Array, rules: list[RuleConfig], shape: RecordShape
     candidates = candidate_mask(series, rules).to_numpy()
     fields = screen_fields(shape)
     if fields is None:
+        # The screen cannot decide for this shape, so every value is decoded, as a candidate.
         return np.ones(len(values), dtype=np.bool_), np.zeros(len(values), dtype=np.bool_)
     passed = well_formed_envelopes(values, fields, shape.max_value_bytes, skip=candidates)
     return candidates, ~candidates & ~passed

@@ -149,6 +149,9 @@ def test_parse_only_result(bench_files: BenchFiles) -> None:
     assert parse_only["records"] == PARSE_ONLY_RECORDS
     assert parse_only["records_per_second"] > 0
     assert parse_only["matches"] > 0
+    assert parse_only["full_parse"]["records_per_second"] > 0
+    assert parse_only["full_parse"]["matches"] == parse_only["matches"]
+    assert parse_only["full_parse"]["groups"] == parse_only["groups"]
 
 
 def test_markdown_matches_json(bench_files: BenchFiles) -> None:

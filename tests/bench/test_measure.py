@@ -18,7 +18,7 @@ CHILD = ("import time\nblock = bytearray(120 * 1024 * 1024)\n"
 
 
 def test_peak_memory_is_the_childs_own(tmp_path: Path) -> None:
-    # Ballast that the spawning process holds: ru_maxrss would report it for the child too.
+    # Ballast that the spawning process keeps: ru_maxrss would report it for the child too.
     ballast = bytearray(400 * MIB)
     for index in range(0, len(ballast), 4096):
         ballast[index] = 1

@@ -55,12 +55,8 @@ _WAIT_SECONDS = 120.0
 @pytest.fixture(scope="module")
 def own_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     """A broker without TLS for this module only, stopped at its end."""
-    broker = LocalKafka(tmp_path_factory.mktemp("reliability-kafka"), tls=False)
-    broker.start()
-    try:
+    with LocalKafka(tmp_path_factory.mktemp("reliability-kafka"), tls=False) as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture

@@ -134,27 +134,15 @@ class TestFaultSequenceCli:
         faults.insert(rng.randrange(1, 3), "slow-response")
         return faults
 
-    def test_sequence_state_off_then_clean_run(self, scenario: Scenario,
-                                               receiver_pool: ReceiverPool,
-                                               tmp_path: Path) -> None:
-        job_file = write_job_file(tmp_path / "job.yaml", NO_RETRIES)
-        self.run_sequence(scenario, receiver_pool, job_file, self.faults_for(21))
-        scenario.produce(new_groups=1)
-
-        code = scenario.run_cli(job_file, receiver_pool.new().url)
-
-        delivered = receiver_pool.delivered()
-        assert code == 0
-        assert scenario.lost(delivered) == set()
-        assert scenario.violations(delivered) == []
-        assert scenario.committed() == scenario.end_offsets()
-
-    def test_sequence_state_on_then_clean_run(self, scenario: Scenario,
-                                              receiver_pool: ReceiverPool,
-                                              tmp_path: Path) -> None:
-        job_file = write_job_file(tmp_path / "job.yaml",
-                                  JobSettings(state=True, retry_budget_seconds=0.0))
-        self.run_sequence(scenario, receiver_pool, job_file, self.faults_for(37))
+    @pytest.mark.parametrize(("settings", "seed"), [
+        (NO_RETRIES, 21),
+        (JobSettings(state=True, retry_budget_seconds=0.0), 37),
+    ], ids=["state-off", "state-on"])
+    def test_fault_sequence_then_clean_run(self, scenario: Scenario,
+                                           receiver_pool: ReceiverPool, tmp_path: Path,
+                                           settings: JobSettings, seed: int) -> None:
+        job_file = write_job_file(tmp_path / "job.yaml", settings)
+        self.run_sequence(scenario, receiver_pool, job_file, self.faults_for(seed))
         scenario.produce(new_groups=1)
 
         code = scenario.run_cli(job_file, receiver_pool.new().url)

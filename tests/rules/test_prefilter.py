@@ -7,6 +7,7 @@ import pyarrow as pa
 
 from batchalert.config import RuleConfig, build_job
 from batchalert.offline import values_batch
+from batchalert.parse.shapes import RecordShape
 from batchalert.pipeline import (
     ChunkAggregator,
     _Gathered,
@@ -15,7 +16,7 @@ from batchalert.pipeline import (
     uses_prefilter,
 )
 from batchalert.rules import RunAggregator
-from batchalert.rules.prefilter import candidate_mask, rules_allow_prefilter
+from batchalert.rules.prefilter import candidate_mask, rows_to_decode, rules_allow_prefilter
 from scripts.sample_logs import generate
 
 VALUES = [
@@ -54,7 +55,7 @@ def test_ratio_rules_need_every_record() -> None:
     assert not rules_allow_prefilter([RuleConfig(ratio={"min_ratio": 0.1})])
 
 
-def test_prefilter_is_on_unless_turned_off_or_a_ratio_needs_every_record() -> None:
+def test_prefilter_default_and_exceptions() -> None:
     source = {"brokers": ["x:1"], "topic": "t", "group": "g"}
 
     assert uses_prefilter(build_job({"source": source}, "t"))
@@ -125,10 +126,25 @@ def test_chunk_aggregator_parses_suspects_apart() -> None:
     kinds = []
     for chunk in chunks:
         mask = candidate_mask(pl.Series(chunk.column("value")), job.rules)
-        kinds.append("candidates" if mask.all() else "suspects" if not mask.any() else "mixed")
+        if mask.all():
+            kinds.append("candidates")
+        elif not mask.any():
+            kinds.append("suspects")
+        else:
+            kinds.append("mixed")
         assert chunk.num_rows < job.chunk_records + 2000
     assert "mixed" not in kinds
     assert kinds.count("suspects") == 1
     assert [g.count for g in result.groups()] == [g.count for g in full.groups()]
     assert result.counts.records == full.counts.records
     assert result.counts.malformed_by_reason == full.counts.malformed_by_reason
+
+
+def test_unscreenable_shape_decodes_everything() -> None:
+    values = pa.array(VALUES, pa.binary())
+    shape = RecordShape(logtag_fields=("cri.tag",))
+
+    candidates, suspects = rows_to_decode(values, [RuleConfig()], shape)
+
+    assert candidates.tolist() == [True] * len(VALUES)
+    assert suspects.tolist() == [False] * len(VALUES)
