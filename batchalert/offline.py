@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import polars as pl
 import pyarrow as pa
 
 from batchalert.alerts import Alert, AlertRenderer, build_alerts
@@ -25,19 +26,22 @@ class OfflineReport:
 
 
 def values_batch(values: list[bytes], timestamp: datetime | None = None) -> pa.RecordBatch:
-    """Wrap record values as a record batch of partition 0 with offsets 0, 1, 2, ..."""
-    stamp = timestamp or datetime.now(UTC)
+    """Wrap record values as a record batch of partition 0 with offsets 0, 1, 2, ...
+
+    The columns are built by Polars: pa.array() of Python lists imports pandas.
+    """
+    stamp_ms = int((timestamp or datetime.now(UTC)).timestamp() * 1000)
     count = len(values)
-    return pa.record_batch(
-        [
-            pa.array([0] * count, pa.int32()),
-            pa.array(range(count), pa.int64()),
-            pa.array([stamp] * count, pa.timestamp("ms", tz="UTC")),
-            pa.array([None] * count, pa.binary()),
-            pa.array(values, pa.binary()),
-        ],
-        schema=RECORD_SCHEMA,
-    )
+    columns = [
+        pl.Series([0] * count, dtype=pl.Int32),
+        pl.Series(range(count), dtype=pl.Int64),
+        pl.Series([stamp_ms] * count, dtype=pl.Int64),
+        pl.Series([None] * count, dtype=pl.Binary),
+        pl.Series(values, dtype=pl.Binary),
+    ]
+    return pa.record_batch([column.to_arrow().cast(field.type)
+                            for column, field in zip(columns, RECORD_SCHEMA, strict=True)],
+                           schema=RECORD_SCHEMA)
 
 
 def run_rules_offline(job: JobConfig, values: list[bytes], chunk_records: int = 200_000

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 from kafka import KafkaConsumer, TopicPartition
@@ -166,7 +168,13 @@ def prefilter_batch(batch: pa.RecordBatch, job: JobConfig
     candidates, suspects = rows_to_decode(batch.column("value"), job.rules, job.shape)
     if candidates.all():
         return batch, batch.slice(0, 0)
-    return batch.filter(pa.array(candidates)), batch.filter(pa.array(suspects))
+    return batch.filter(_boolean_array(candidates)), batch.filter(_boolean_array(suspects))
+
+
+def _boolean_array(mask: npt.NDArray[np.bool_]) -> pa.Array:
+    """Return a NumPy mask as an Arrow array, without pa.array(), which imports pandas."""
+    bits = np.packbits(mask, bitorder="little")
+    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(bits)])
 
 
 def parse_chunk(batch: pa.RecordBatch, job: JobConfig) -> pl.DataFrame:

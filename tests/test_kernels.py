@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -224,3 +227,34 @@ class TestBuildsAgree:
             except UnicodeDecodeError:
                 expected.append(True)
         assert results == [expected, expected]
+
+
+class TestGil:
+    """The kernels release the GIL, so a reader thread decodes while another thread screens."""
+
+    @pytest.mark.parametrize("build_name", ["ahead_of_time_kernels", "jit_kernels"])
+    def test_other_threads_run_during_a_call(self, request: pytest.FixtureRequest,
+                                             build_name: str) -> None:
+        kernels: Kernels = request.getfixturevalue(build_name)
+        # 64 MB of valid UTF-8 takes tens of milliseconds, far longer than the other thread's
+        # nap. With the switch interval at 100 s, a kernel that held the GIL would keep that
+        # thread from recording its wake-up until after the call.
+        value = ("ascii and ü " * 1000).encode()
+        data = np.frombuffer(value * (64_000_000 // len(value)), np.uint8)
+        offsets = np.arange(0, len(data) + 1, len(value), dtype=np.int64)
+        invalid = np.zeros(len(offsets) - 1, np.bool_)
+        kernels.mark_invalid_utf8(offsets[:2], data, invalid[:1])  # compiled before timing
+        woke: list[bool] = []
+        nap = threading.Thread(target=lambda: (time.sleep(0.002), woke.append(True)))
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(100)
+        try:
+            nap.start()
+            kernels.mark_invalid_utf8(offsets, data, invalid)
+            woke_during_call = bool(woke)
+        finally:
+            sys.setswitchinterval(interval)
+            nap.join()
+
+        assert not invalid.any()
+        assert woke_during_call

@@ -53,11 +53,35 @@ def _signatures() -> dict[str, Any]:
     }
 
 
+def _release_gil_in_wrappers() -> None:
+    """Make the exported functions release the GIL while they run, as the JIT kernels do.
+
+    pycc has no option for it: it compiles each export with a fresh `Flags()` of its compiler
+    module, and the Python wrapper that numba generates releases the GIL when the flags ask.
+    Replacing that class for the build lets a reader thread decode while another thread
+    screens or parses. The kernels touch no Python object, so releasing is safe.
+    """
+    compiler: Any = importlib.import_module("numba.pycc.compiler")
+    base = importlib.import_module("numba.core.compiler").Flags
+    if getattr(compiler.Flags, "_batchalert_releases_gil", False):
+        return
+
+    class ReleasingFlags(base):  # type: ignore[misc, valid-type]
+        _batchalert_releases_gil = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.release_gil = True
+
+    compiler.Flags = ReleasingFlags
+
+
 def build(directory: Path) -> Path:
     """Compile the kernels into `directory` and return the module's path."""
     from batchalert.kernels import recordsets, text
 
     pycc: Any = importlib.import_module("numba.pycc")
+    _release_gil_in_wrappers()
 
     sources = {"count_batches": recordsets.count_batches,
                "scan_headers": recordsets.scan_headers,

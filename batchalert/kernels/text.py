@@ -17,6 +17,10 @@ from batchalert.kernels.layout import ROLE_LINE, ROLE_TAG, SCREEN_MAX_DEPTH
 # compiler does not unify distinct integer literals.
 _KEY_OR_CLOSE, _KEY, _VALUE, _VALUE_OR_CLOSE, _AFTER_VALUE = 0, 1, 2, 3, 4
 _OBJECT, _ARRAY = 0, 1
+# Bytes that a string may contain as they are: printable ASCII except the quote and backslash.
+_PLAIN = np.zeros(256, dtype=np.bool_)
+_PLAIN[0x20:0x7F] = True
+_PLAIN[0x22] = _PLAIN[0x5C] = False
 
 
 def mark_invalid_utf8(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
@@ -259,7 +263,7 @@ def _string_end(data: npt.NDArray[np.uint8], position: int,
     """
     while position < end:
         byte = data[position]
-        if (0x22 < byte < 0x7F and byte != 0x5C) or byte == 0x20 or byte == 0x21:
+        if _PLAIN[byte]:
             position += 1
             continue
         if byte == 0x22:

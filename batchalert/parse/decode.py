@@ -76,7 +76,8 @@ def _to_text(binary: pl.Series, decodable: pl.Series) -> tuple[pl.Series, pl.Ser
 
 def _repaired_text(binary: pa.Array, decodable: pa.Array) -> tuple[pl.Series, pl.Series]:
     # if_else copies the decodable values into fresh buffers, without the bytes of the others.
-    values = pc.if_else(decodable, binary, pa.scalar(None, binary.type))
+    # The null comes from an array: pa.scalar() would import pandas, 0.2 s and 40 MB.
+    values = pc.if_else(decodable, binary, pa.nulls(1, binary.type)[0])
     invalid = invalid_utf8_rows(pl.Series(values)) & pl.Series(decodable)
     logger.debug("%d record values have invalid UTF-8; replacing those bytes with U+FFFD",
                  invalid.sum())

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import polars as pl
 import pyarrow as pa
 
@@ -148,3 +151,45 @@ def test_unscreenable_shape_decodes_everything() -> None:
 
     assert candidates.tolist() == [True] * len(VALUES)
     assert suspects.tolist() == [False] * len(VALUES)
+
+
+_NO_PANDAS_SCRIPT = """
+import sys
+
+from batchalert.config import build_job
+from batchalert.offline import values_batch
+from batchalert.pipeline import ChunkAggregator
+from scripts.sample_logs import generate
+
+values = list(generate(3_000, seed=5)) + [b"\\xff\\xfe not json", b'{"log": "\\xc3("}']
+batch = values_batch(values)
+assert "pandas" not in sys.modules, "values_batch imported pandas"
+job = build_job({"source": {"brokers": ["x:1"], "topic": "t", "group": "g"}}, "t")
+requested = []
+
+
+class Recorder:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "pandas":
+            requested.append(name)
+        return None
+
+
+sys.meta_path.insert(0, Recorder())
+for prefilter in (True, False):
+    chunks = ChunkAggregator(job, prefilter)
+    chunks.add(batch)
+    counts = chunks.finish().counts
+    assert counts.malformed >= 2, counts
+print(requested)
+"""
+
+
+def test_parsing_never_imports_pandas() -> None:
+    # pyarrow imports pandas for pa.array() of NumPy data and for pa.scalar(): 0.2 s and
+    # 40 MB per run. The script builds its batch first, then records every pandas lookup.
+    done = subprocess.run([sys.executable, "-c", _NO_PANDAS_SCRIPT], capture_output=True,
+                          text=True, timeout=120, check=False)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
