@@ -3,12 +3,12 @@
     python -m bench.parse_only [--records N] [--repeat 3] [--json]
 
 The batches have the reader's schema and are cut at the job's `chunk_records`, as the reader
-cuts them. Each repetition feeds every batch to `batchalert.pipeline.ChunkAggregator`, as
-`batchalert run` does, then builds the alert groups once. Two paths are timed, alternating:
-with the prefilter (the default of a job: the envelope screen and the status-code test, then
-a full parse of the records left) and without it (a full parse of every record). A small
-batch goes through both before timing, so loading the compiled code and compiling the
-regular expressions are not counted.
+cuts them. Each repetition feeds every batch to `batchalert.pipeline.aggregate_batches`, as
+`batchalert run` does (one thread screens while another parses), then builds the alert groups
+once. Two paths are timed, alternating: with the prefilter (the default of a job: the
+envelope screen and the status-code test, then a full parse of the records left) and without
+it (a full parse of every record). A small batch goes through both before timing, so loading
+the compiled code and compiling the regular expressions are not counted.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from batchalert.config import JobConfig
-from batchalert.pipeline import ChunkAggregator, uses_prefilter
+from batchalert.pipeline import ChunkAggregator, aggregate_batches, uses_prefilter
 from batchalert.source.reader import RECORD_SCHEMA
 from bench.job import offline_job
 from bench.load import CACHE_DIR, DEFAULT_SEED, PARTITIONS, ensure_dataset, read_values
@@ -71,10 +71,7 @@ def time_pass(batches: list[pa.RecordBatch], job: JobConfig, prefilter: bool) ->
     """Parse and aggregate every batch once, as a run does, and build the alert groups."""
     cpu_started = time.process_time()
     started = time.perf_counter()
-    chunks = ChunkAggregator(job, prefilter)
-    for batch in batches:
-        chunks.add(batch)
-    aggregator = chunks.finish()
+    aggregator = aggregate_batches(iter(batches), ChunkAggregator(job, prefilter))
     groups = aggregator.groups()
     return PassTiming(time.perf_counter() - started, time.process_time() - cpu_started,
                       aggregator.counts.matches, len(groups))

@@ -24,7 +24,7 @@ def test_called_after_each_parsed_chunk(monkeypatch: pytest.MonkeyPatch,
     calls: list[int] = []
     monkeypatch.setattr(batchalert.pipeline, "release_free_memory", lambda: calls.append(1))
     job = build_job({"source": {"brokers": ["x:1"], "topic": "t", "group": "g"},
-                     "chunk_records": 200}, "t")
+                     "chunk_records": 100}, "t")
     batch = values_batch(list(generate(8_000, seed=13)))
     parsed: list[int] = []
     chunks = ChunkAggregator(job, prefilter, on_parsed=lambda records, _: parsed.append(1))

@@ -1,11 +1,11 @@
 """The compiled loops of batchalert, ahead-of-time built when possible, else numba-compiled.
 
-Three loops run per byte or per record and must be compiled: the record-batch decoder
-(`recordsets`), the UTF-8 check and the envelope screen (`text`). `load()` returns them from an
-extension module built by `python -m batchalert.kernels.build`, which needs neither numba nor
-LLVM at run time. Without such a module it falls back to numba's just-in-time compiler
-(`jitted`), which costs about 100 MB of memory more and compiles for seconds when its cache is
-cold.
+Four loops run per byte or per record and must be compiled: the record-batch decoder
+(`recordsets`), the UTF-8 check, the status-code search and the envelope screen (`text`).
+`load()` returns them from an extension module built by `python -m batchalert.kernels.build`,
+which needs neither numba nor LLVM at run time. Without such a module it falls back to
+numba's just-in-time compiler (`jitted`), which costs about 100 MB of memory more and compiles
+for seconds when its cache is cold.
 
 The extension module does not check its arguments' types (a wrong dtype can crash the
 process), so every call goes through the wrappers of `Kernels`, which pass contiguous arrays
@@ -117,6 +117,15 @@ class Kernels:
                           invalid: npt.NDArray[np.bool_]) -> None:
         """Set `invalid[row]` for each value that is not well-formed UTF-8."""
         self._backend.mark_invalid_utf8(_int64(offsets), _bytes(data), _output(invalid))
+
+    def mark_status_codes(self, offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
+                          rows: npt.NDArray[np.int64], codes: npt.NDArray[np.bool_],
+                          found: npt.NDArray[np.bool_]) -> None:
+        """Set `found[i]` when value `rows[i]` contains one of `codes` as three digits."""
+        if codes.shape != (1000,) or len(found) != len(rows):
+            raise ValueError("codes needs 1000 entries and found one per row")
+        self._backend.mark_status_codes(_int64(offsets), _bytes(data), _int64(rows),
+                                        np.ascontiguousarray(codes, np.bool_), _output(found))
 
     def screen_values(self, offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
                       excluded: npt.NDArray[np.bool_], max_bytes: int,

@@ -47,6 +47,9 @@ def _signatures() -> dict[str, Any]:
         "gather": types.Tuple((array(types.int32), array(types.uint8)))(
             data, data, offsets, offsets),
         "mark_invalid_utf8": types.void(offsets, data, array(types.boolean)),
+        "mark_status_codes": types.void(offsets, data, offsets,
+                                        array(types.boolean, readonly=True),
+                                        array(types.boolean)),
         "screen_values": types.void(
             offsets, data, array(types.boolean, readonly=True), types.int64, data, offsets,
             array(types.int8, readonly=True), types.int64, array(types.boolean)),
@@ -87,6 +90,7 @@ def build(directory: Path) -> Path:
                "scan_headers": recordsets.scan_headers,
                "decode_batches": recordsets.decode_batches, "gather": recordsets.gather,
                "mark_invalid_utf8": text.mark_invalid_utf8,
+               "mark_status_codes": text.mark_status_codes,
                "screen_values": text.screen_values}
     name = module_name()
     directory.mkdir(parents=True, exist_ok=True)

@@ -71,6 +71,32 @@ def _utf8_sequence_end(data: npt.NDArray[np.uint8], position: int,
     return int(position + count + 1)
 
 
+def mark_status_codes(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
+                      rows: npt.NDArray[np.int64], codes: npt.NDArray[np.bool_],
+                      found: npt.NDArray[np.bool_]) -> None:  # pragma: no cover - compiled
+    """Set `found[i]` when value `rows[i]` has a run of exactly three digits that `codes` marks.
+
+    `codes` has 1000 entries, one per three-digit number. A longer run of digits is no
+    status code, so 1404 and 4040 do not count as 404.
+    """
+    for index in range(rows.shape[0]):
+        row = rows[index]
+        run = 0
+        number = 0
+        for position in range(offsets[row], offsets[row + 1] + 1):
+            byte = data[position] if position < offsets[row + 1] else 0
+            if 0x30 <= byte <= 0x39:
+                run += 1
+                if run <= 3:
+                    number = number * 10 + (byte - 0x30)
+                continue
+            if run == 3 and codes[number]:
+                found[index] = True
+                break
+            run = 0
+            number = 0
+
+
 def screen_values(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
             excluded: npt.NDArray[np.bool_], max_bytes: int, names: npt.NDArray[np.uint8],
             name_offsets: npt.NDArray[np.int64], roles: npt.NDArray[np.int8], docker_line: int,

@@ -1,16 +1,16 @@
 """A cheap test on raw record values that rules out records no rule can match.
 
-Every access line with a given status carries that status as three digits somewhere in the raw
-value: `" 404 ` in a text line, `"status":404` or `"code":"404"` in JSON. So a value without
-any of the rule's status codes cannot match, and a run may skip decoding it. The test runs on
-the Arrow binary array, before any JSON decoding, at memory speed.
+Every access line with a given status carries that status as a run of three digits somewhere
+in the raw value: `" 404 ` in a text line, `"status":404` or `"code":"404"` in JSON. So a value
+without any of the rules' status codes cannot match, and a run may skip decoding it. The test
+runs on the Arrow binary array, before any JSON decoding.
 
 A skipped value must still be a readable record, or an unreadable one would go uncounted: the
 compiled screen (`batchalert.parse.screen`) checks that in one pass, and every value it cannot
 vouch for is decoded too.
 
-NOTE: a JSON writer that escapes digits (`\\u0034\\u0030\\u0034`) would hide a status from this
-test; no log shipper is known to do that.
+NOTE: a JSON writer that escapes digits (`\\u0034\\u0030\\u0034`) or writes a status in exponent
+form (4.04e2) would hide it from this test; no log shipper is known to do that.
 """
 
 from __future__ import annotations
@@ -21,13 +21,19 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from batchalert.config import RuleConfig
-from batchalert.parse.screen import screen_fields, well_formed_envelopes
+from batchalert.kernels import load as load_kernels
+from batchalert.parse.screen import (
+    binary_values,
+    screen_fields,
+    value_buffers,
+    well_formed_envelopes,
+)
 from batchalert.parse.shapes import RecordShape
 
-# Up to this many codes in a range are tested as literals; wider ranges use one regex.
+# Up to this many codes are first looked for with Polars' substring search; with more, every
+# value goes to the compiled search at once.
 _MAX_LITERAL_CODES = 20
 
 
@@ -40,41 +46,41 @@ def rules_allow_prefilter(rules: list[RuleConfig]) -> bool:
     return all(rule.ratio is None for rule in rules)
 
 
-def _status_patterns(rules: list[RuleConfig]) -> tuple[set[bytes], list[str]]:
-    literals: set[bytes] = set()
-    regexes: list[str] = []
+def status_table(rules: list[RuleConfig]) -> npt.NDArray[np.bool_]:
+    """Return 1000 flags, one per three-digit number: true for the codes a rule selects."""
+    table = np.zeros(1000, dtype=np.bool_)
     for rule in rules:
         for low, high in rule.status_ranges:
-            if high - low < _MAX_LITERAL_CODES:
-                literals.update(str(code).encode() for code in range(low, high + 1))
-            else:
-                regexes.append(_range_regex(low, high))
-    return literals, regexes
+            table[max(low, 0):min(high, 999) + 1] = True
+    return table
 
 
-def _range_regex(low: int, high: int) -> str:
-    """Return a regex for three-digit numbers in [low, high], not part of a longer number."""
-    alternatives = "|".join(str(code) for code in range(low, high + 1))
-    return f"(^|[^0-9])({alternatives})([^0-9]|$)"
+def candidate_mask(values: pa.Array, rules: list[RuleConfig]) -> npt.NDArray[np.bool_]:
+    """Return True for each value that contains, as three digits, a status code a rule selects.
 
-
-def candidate_mask(values: pl.Series, rules: list[RuleConfig]) -> pl.Series:
-    """Return True for each value that contains a status code one of the rules selects.
-
-    Literals use Polars' substring search, at millions of values a second. Wide ranges such as
-    `5xx` use one Arrow regex, which is slower but still far cheaper than decoding.
+    "Three digits" means a run of exactly three: 1404 and 4040 are no 404. With few codes,
+    Polars' substring search first finds the values that contain one anywhere, at memory
+    speed; the compiled search then checks only those.
     """
-    literals, regexes = _status_patterns(rules)
-    masks = [values.bin.contains(literal) for literal in sorted(literals)]
-    if regexes:
-        arrow = values.to_arrow()
-        for pattern in regexes:
-            matched = pl.from_arrow(pc.match_substring_regex(arrow, pattern))
-            assert isinstance(matched, pl.Series)
-            masks.append(matched)
-    if not masks:
-        return pl.Series(values.name, [False] * values.len(), dtype=pl.Boolean)
-    return reduce(lambda left, right: left | right, masks).fill_null(False)
+    table = status_table(rules)
+    codes = np.flatnonzero(table)
+    values = binary_values(values)
+    if not codes.size or not len(values):
+        return np.zeros(len(values), dtype=np.bool_)
+    if codes.size <= _MAX_LITERAL_CODES:
+        series = pl.from_arrow(values)
+        assert isinstance(series, pl.Series)
+        masks = [series.bin.contains(str(code).encode()) for code in codes]
+        coarse = reduce(lambda left, right: left | right, masks).fill_null(False).to_numpy()
+    else:
+        coarse = values.is_valid().to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(coarse)
+    found = np.zeros(len(rows), dtype=np.bool_)
+    offsets, data = value_buffers(values)
+    load_kernels().mark_status_codes(offsets, data, rows, table, found)
+    mask = np.zeros(len(values), dtype=np.bool_)
+    mask[rows[found]] = True
+    return mask
 
 
 def rows_to_decode(values: pa.Array, rules: list[RuleConfig], shape: RecordShape
@@ -86,9 +92,7 @@ def rows_to_decode(values: pa.Array, rules: list[RuleConfig], shape: RecordShape
     must be decoded to be counted. The values in neither mask are well-formed envelopes
     without any of the rules' status codes.
     """
-    series = pl.from_arrow(values)
-    assert isinstance(series, pl.Series)
-    candidates = candidate_mask(series, rules).to_numpy()
+    candidates = candidate_mask(values, rules)
     fields = screen_fields(shape)
     if fields is None:
         # The screen cannot decide for this shape, so every value is decoded, as a candidate.

@@ -24,9 +24,12 @@ import numpy as np
 import pyarrow as pa
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
+from kafka.future import Future
 from kafka.protocol.consumer import FetchRequest, IsolationLevel
 
 from batchalert.errors import SourceError
+from batchalert.source import direct
+from batchalert.source.direct import DirectFetchClient
 from batchalert.source.plan import PartitionRange, ReadPlan
 from batchalert.source.reader import RECORD_SCHEMA, ProgressCallback, ReaderState, ReadLimits
 from batchalert.source.recordbatch import AbortedTransaction, RecordColumns, RecordSet
@@ -112,6 +115,12 @@ class _FetchClient:
         # Metadata refreshes name only the topics the cluster tracks, and each refresh replaces
         # the partition leaders it knew: an untracked topic would lose its leaders.
         self._client.cluster.add_topic(topic)
+        self._direct = DirectFetchClient(consumer) if direct.supports(consumer) else None
+
+    def close(self) -> None:
+        """Close the sockets of our own, if any; kafka-python's stay with the consumer."""
+        if self._direct is not None:
+            self._direct.close()
 
     @property
     def read_committed(self) -> bool:
@@ -134,10 +143,16 @@ class _FetchClient:
     def send(self, node_id: int, fetch_offsets: dict[int, int]) -> None:
         """Send one Fetch request for `fetch_offsets` (partition -> offset) to `node_id`."""
         request = self._build_request(fetch_offsets)
-        future = self._manager.call_soon(self._manager.send, request, node_id)
-        in_flight = _InFlight(node_id, dict(fetch_offsets), future)
+        if self._direct is not None:
+            future = Future()
+            in_flight = _InFlight(node_id, dict(fetch_offsets), future)
+            future.add_both(lambda _result: self._done.put(in_flight))
+            self._direct.send(node_id, request, future)
+        else:
+            future = self._manager.call_soon(self._manager.send, request, node_id)
+            in_flight = _InFlight(node_id, dict(fetch_offsets), future)
+            future.add_both(lambda _result: self._done.put(in_flight))
         self._in_flight[node_id] = in_flight
-        future.add_both(lambda _result: self._done.put(in_flight))
         logger.debug("fetch from node %d: %s", node_id, fetch_offsets)
 
     def _build_request(self, fetch_offsets: dict[int, int]) -> Any:
@@ -263,17 +278,20 @@ class FastRangeReader(ReaderState):
         pending = {r.partition for r in self._plan.nonempty()}
         self._order = dict.fromkeys(sorted(pending))
         fetcher = _FetchClient(self._consumer, self._plan.topic)
-        batcher = _Batcher(self._limits)
-        last_progress = time.monotonic()
-        while pending and not self.capped:
-            self._send_fetches(fetcher, pending)
-            if self._receive(fetcher, pending, batcher):
-                last_progress = time.monotonic()
-            elif time.monotonic() - last_progress > self._limits.stall_seconds:
-                raise self._stall_error(pending)
+        try:
+            batcher = _Batcher(self._limits)
+            last_progress = time.monotonic()
+            while pending and not self.capped:
+                self._send_fetches(fetcher, pending)
+                if self._receive(fetcher, pending, batcher):
+                    last_progress = time.monotonic()
+                elif time.monotonic() - last_progress > self._limits.stall_seconds:
+                    raise self._stall_error(pending)
+                yield from batcher.take_ready()
+            batcher.flush()
             yield from batcher.take_ready()
-        batcher.flush()
-        yield from batcher.take_ready()
+        finally:
+            fetcher.close()
 
     # --- sending
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
-import polars as pl
+import numpy as np
 import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from batchalert.config import RuleConfig, build_job
+from batchalert.kernels import Kernels
 from batchalert.offline import values_batch
 from batchalert.parse.shapes import RecordShape
 from batchalert.pipeline import (
@@ -19,7 +24,12 @@ from batchalert.pipeline import (
     uses_prefilter,
 )
 from batchalert.rules import RunAggregator
-from batchalert.rules.prefilter import candidate_mask, rows_to_decode, rules_allow_prefilter
+from batchalert.rules.prefilter import (
+    candidate_mask,
+    rows_to_decode,
+    rules_allow_prefilter,
+    status_table,
+)
 from scripts.sample_logs import generate
 
 VALUES = [
@@ -34,9 +44,9 @@ VALUES = [
 ]
 
 
-def mask_for(rules: list[RuleConfig]) -> list[bool]:
-    series = pl.Series("value", VALUES, dtype=pl.Binary)
-    return candidate_mask(series, rules).to_list()
+def mask_for(rules: list[RuleConfig], values: list[bytes | None] | None = None) -> list[bool]:
+    array = pa.array(VALUES if values is None else values, pa.binary())
+    return candidate_mask(array, rules).tolist()
 
 
 def test_literal_status_selects_values_with_it() -> None:
@@ -45,6 +55,30 @@ def test_literal_status_selects_values_with_it() -> None:
 
 def test_class_range_uses_regex_without_longer_numbers() -> None:
     assert mask_for([RuleConfig(status=["5xx"])]) == [False, False, True, False, False, False]
+
+
+def test_status_must_be_a_run_of_three_digits() -> None:
+    values = [b'{"bytes":1404}', b'{"log":"x 4040 y"}', b'{"log":"t=0.004045"}', b"404",
+              b'{"status":404}', b"x404", b"404x", b"[404]", b'\\"404\\"', b"", None]
+
+    assert mask_for([RuleConfig()], values) == [False, False, False, True, True, True, True,
+                                                True, True, False, False]
+
+
+@pytest.mark.parametrize("status", [[404], [404, 503], ["5xx"], ["400-499"]])
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.one_of(st.none(), st.binary(max_size=30),
+                                 st.text("0123456789 x:\"", max_size=20).map(str.encode)),
+                       max_size=30))
+def test_agrees_with_a_regex(kernel_backend: Kernels, status: list[int | str],
+                             values: list[bytes | None]) -> None:
+    rules = [RuleConfig(status=status)]
+    codes = "|".join(str(code) for code in np.flatnonzero(status_table(rules)))
+    pattern = re.compile(rb"(?<![0-9])(" + codes.encode() + rb")(?![0-9])")
+
+    expected = [value is not None and pattern.search(value) is not None for value in values]
+
+    assert mask_for(rules, values) == expected
 
 
 def test_rules_combine_with_or() -> None:
@@ -128,7 +162,7 @@ def test_chunk_aggregator_parses_suspects_apart() -> None:
 
     kinds = []
     for chunk in chunks:
-        mask = candidate_mask(pl.Series(chunk.column("value")), job.rules)
+        mask = candidate_mask(chunk.column("value"), job.rules)
         if mask.all():
             kinds.append("candidates")
         elif not mask.any():

@@ -14,7 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from batchalert.config import SourceConfig
 from batchalert.errors import SourceError
-from batchalert.source import fastread
+from batchalert.source import direct, fastread
 from batchalert.source.client import consumer_settings
 from batchalert.source.fastread import FastRangeReader
 from batchalert.source.offsets import commit_offsets
@@ -125,6 +125,29 @@ class TestSameRecords:
         assert None in values_of(fast)
         assert b"" in values_of(fast)
         assert values_of(fast).count(bytes([2]) * MEGABYTE_VALUE) == 1
+
+    def test_sockets_of_its_own_and_kafka_pythons_agree(  # type: ignore[no-untyped-def]
+            self, kafka, topic_factory, group_id, monkeypatch: pytest.MonkeyPatch) -> None:
+        topic = topic_factory(partitions=3)
+        produce(kafka.bootstrap, topic, [(i % 3, None, b"v%d" % i) for i in range(3000)])
+        sent: list[int] = []
+        original_send = direct.DirectFetchClient.send
+
+        def counting_send(client: direct.DirectFetchClient, node_id: int, request: Any,
+                          future: Any) -> None:
+            sent.append(node_id)
+            original_send(client, node_id, request, future)
+
+        monkeypatch.setattr(direct.DirectFetchClient, "send", counting_send)
+        own = read(FastRangeReader, kafka.bootstrap, topic, group_id)
+        assert sent, "a PLAINTEXT broker is read on sockets of our own"
+        monkeypatch.setattr(direct, "supports", lambda consumer: False)
+        sent.clear()
+        kafka_pythons = read(FastRangeReader, kafka.bootstrap, topic, group_id)
+
+        assert not sent
+        assert_same_read(kafka_pythons, own)
+        assert own.records_read == 3000
 
     @pytest.mark.parametrize("compression", ["gzip", "snappy", "lz4", "zstd"])
     def test_compression(self, kafka, topic_factory, group_id, compression: str) -> None:  # type: ignore[no-untyped-def]

@@ -49,6 +49,7 @@ class ScriptedFetchClient:
     retry_backoff: float = 0.01
     sent: list[dict[int, int]] = field(default_factory=list)
     metadata_updates: int = 0
+    closed: bool = False
     _in_flight: list[fastread._InFlight] = field(default_factory=list)
 
     def leader(self, partition: int) -> int | None:
@@ -75,6 +76,9 @@ class ScriptedFetchClient:
     def wait(self, timeout: float) -> list[fastread._InFlight]:
         completed, self._in_flight = self._in_flight, []
         return completed
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def response(partitions: dict[int, Any]) -> Any:
@@ -115,6 +119,7 @@ class TestRetries:
         assert values == [b"value 0", b"value 1", b"value 2"]
         assert scripted.sent == [{0: 0}, {0: 0}]
         assert scripted.metadata_updates == 1
+        assert scripted.closed
 
     def test_lost_connection_retried(self, scripted: ScriptedFetchClient) -> None:
         scripted.replies.extend([KafkaConnectionError("reset by peer"), {0: records(0, 0, 2)}])
@@ -136,6 +141,7 @@ class TestFailures:
         with pytest.raises(SourceError, match=r"partition 0 of topic 'logs' at offset 0 failed: "
                                               r"TopicAuthorizationFailedError"):
             read_values(3)
+        assert scripted.closed
 
     def test_corrupt_message_error_raises(self, scripted: ScriptedFetchClient) -> None:
         scripted.replies.append({0: error(0, CORRUPT_MESSAGE)})

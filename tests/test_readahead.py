@@ -1,0 +1,72 @@
+"""ReadAhead: a generator and a step run in a thread, with errors and early exits handled."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from batchalert.readahead import ReadAhead
+
+
+def test_results_in_order_and_computed_in_another_thread() -> None:
+    threads: set[str] = set()
+
+    def step(item: int) -> int:
+        threads.add(threading.current_thread().name)
+        return item * 10
+
+    with ReadAhead(iter(range(100)), step, depth=3) as results:
+        collected = list(results)
+
+    assert collected == [item * 10 for item in range(100)]
+    assert threads == {"batchalert-read-ahead"}
+
+
+def test_items_error_raised_in_order() -> None:
+    def items() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise OSError("broker gone")
+
+    collected = []
+    with pytest.raises(OSError, match="broker gone"), \
+            ReadAhead(items(), lambda item: item) as results:
+        for result in results:
+            collected.append(result)
+
+    assert collected == [1, 2]
+
+
+def test_error_of_the_step_raised() -> None:
+    def step(item: int) -> int:
+        if item == 3:
+            raise ValueError("bad batch")
+        return item
+
+    with pytest.raises(ValueError, match="bad batch"), \
+            ReadAhead(iter(range(10)), step) as results:
+        list(results)
+
+
+def test_early_exit_stops_thread() -> None:
+    produced = []
+    closed = threading.Event()
+
+    def items() -> Iterator[int]:
+        try:
+            for item in range(1_000_000):
+                produced.append(item)
+                yield item
+        finally:
+            closed.set()
+
+    read_ahead = ReadAhead(items(), lambda item: item, depth=2)
+    with pytest.raises(RuntimeError, match="consumer failed"), read_ahead as results:
+        next(results)
+        raise RuntimeError("consumer failed")
+
+    assert closed.is_set()
+    assert not read_ahead._thread.is_alive()
+    assert len(produced) < 10
