@@ -15,6 +15,8 @@ import yaml
 from kafka import KafkaConsumer, TopicPartition
 from typer.testing import CliRunner
 
+import batchalert
+from batchalert import cli
 from batchalert.cli import app
 from batchalert.config import build_job
 from batchalert.state import StateTopic
@@ -280,3 +282,31 @@ def test_demo_command_shows_alerts() -> None:
     # The first payload is printed whole, so it parses as JSON.
     payload = output.split("The first payload Notification Manager received, in full")[1]
     assert json.loads(payload[payload.index("{"):])["alerts"]
+
+
+@pytest.mark.parametrize(("arguments", "code", "stdout", "stderr"), [
+    (["version"], 0, batchalert.__version__, ""),
+    (["run", "--job", "/nonexistent/job.yaml"], 2, "", "cannot read job file"),
+    (["run", "--no-such-option"], 2, "", "No such option"),
+])
+def test_process_exit_code_and_flushed_output(arguments: list[str], code: int, stdout: str,
+                                              stderr: str) -> None:
+    # main() ends the process with os._exit, so the output must be flushed before.
+    completed = subprocess.run([sys.executable, "-m", "batchalert.cli", *arguments],
+                               capture_output=True, text=True, timeout=60, check=False)
+
+    assert completed.returncode == code
+    assert stdout in completed.stdout
+    assert stderr in completed.stderr
+
+
+def test_exit_with_message_code(monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    codes: list[int] = []
+    monkeypatch.setattr(cli.os, "_exit", codes.append)
+
+    cli._exit_now("stopped: lock held")
+    cli._exit_now(None)
+
+    assert codes == [1, 0]
+    assert "stopped: lock held" in capsys.readouterr().err

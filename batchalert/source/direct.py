@@ -13,6 +13,7 @@ keeps kafka-python's connections (see `batchalert.source.fastread`).
 
 from __future__ import annotations
 
+import io
 import itertools
 import logging
 import queue
@@ -25,13 +26,14 @@ from typing import Any
 import kafka.errors as kafka_errors
 from kafka import KafkaConsumer
 from kafka.future import Future
-from kafka.protocol.frame import KafkaBytes
 
 logger = logging.getLogger(__name__)
 
 _SIZE = struct.Struct(">i")
 # A response larger than this is a protocol error, not data: fetch_max_bytes is 50 MiB.
 _MAX_RESPONSE_BYTES = 1 << 30
+# A response header is a correlation id and tagged fields, far below this.
+_HEADER_MAX_BYTES = 64 * 1024
 
 
 def supports(consumer: KafkaConsumer) -> bool:
@@ -57,6 +59,8 @@ class _BrokerLink:
         self._client_id = client_id
         self._timeout = timeout
         self._socket: socket.socket | None = None
+        # Receives every response, reused: a fresh buffer per response costs page faults.
+        self._buffer = bytearray()
         self._correlation = itertools.count(1)
         self._queue: queue.SimpleQueue[_Exchange | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, daemon=True,
@@ -95,16 +99,21 @@ class _BrokerLink:
         if not 0 < size <= _MAX_RESPONSE_BYTES:
             raise kafka_errors.KafkaProtocolError(f"response of {size} bytes from node "
                                                   f"{self.node_id}")
-        payload = KafkaBytes(size)
-        self._receive_into(connection, memoryview(payload))
+        if len(self._buffer) < size:
+            self._buffer = bytearray(size)
+        payload = memoryview(self._buffer)[:size]
+        self._receive_into(connection, payload)
         response_type = request.header.get_response_class()
-        header = response_type.parse_header(payload)
-        if header.correlation_id != correlation_id:
-            raise kafka_errors.CorrelationIdError(
-                f"node {self.node_id} sent the response to request {header.correlation_id}, "
-                f"not to {correlation_id}")
         try:
-            return response_type.decode(payload)
+            head = io.BytesIO(payload[:_HEADER_MAX_BYTES])
+            header = response_type.parse_header(head)
+            if header.correlation_id != correlation_id:
+                raise kafka_errors.CorrelationIdError(
+                    f"node {self.node_id} sent the response to request "
+                    f"{header.correlation_id}, not to {correlation_id}")
+            # Decoded from a view, kafka-python copies only the fields (records as bytes),
+            # so the buffer can take the next response.
+            return response_type.decode(payload[head.tell():])
         except (ValueError, struct.error) as exc:
             raise kafka_errors.KafkaProtocolError(
                 f"cannot decode the fetch response of node {self.node_id}: {exc}") from exc
