@@ -417,7 +417,7 @@ class JobConfig(_Model):
     # Records per chunk: bounds memory, because each chunk is parsed and aggregated on its own.
     # Parsing takes about 6 times the chunk's bytes for a moment, so 10,000 records of 460
     # bytes add about 28 MB to the peak.
-    chunk_records: int = Field(default=10_000, ge=1)
+    chunk_records: int = Field(default=20_000, ge=1)
     # Skip decoding the records that contain none of the rules' status codes, once a compiled
     # screen found them well-formed: unreadable records are still decoded and counted. Access
     # and other lines are then counted among the decoded records only. Rules with a ratio need
