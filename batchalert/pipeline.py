@@ -305,7 +305,7 @@ def aggregate_batches(batches: Iterator[pa.RecordBatch], chunks: ChunkAggregator
     parses and aggregates what it screened: both cores work, since the reader's sockets, the
     compiled kernels and Polars release the GIL.
     """
-    with ReadAhead(batches, chunks.screen) as screened:
+    with ReadAhead(batches, chunks.screen, size_of=Screened.nbytes) as screened:
         for item in screened:
             chunks.take(item)
     return chunks.finish()
@@ -382,6 +382,11 @@ class Screened:
     candidates: pa.RecordBatch
     suspects: pa.RecordBatch | None
     skipped: int
+
+    def nbytes(self) -> int:
+        """Return the bytes of the records it holds."""
+        held = int(self.candidates.nbytes)
+        return held + (int(self.suspects.nbytes) if self.suspects is not None else 0)
 
 
 @dataclass

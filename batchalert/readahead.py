@@ -7,8 +7,7 @@ thread reading and screening next to one thread parsing keeps both cores of a sm
 
 from __future__ import annotations
 
-import contextlib
-import queue
+import collections
 import threading
 from collections.abc import Callable, Iterator
 from types import TracebackType
@@ -17,9 +16,14 @@ from typing import Generic, TypeVar
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-# Items waiting for the consumer, at most. Each holds a reader batch's worth of records (up to
-# chunk_records), so this bounds the memory the thread can run ahead by.
+# Results waiting for the consumer, at most: by count and by bytes. With the prefilter, a
+# screened batch keeps only the records to decode, about a tenth of it, and the consumer takes
+# a dozen before it parses; without it, each result is a whole reader batch, and the byte
+# budget holds back the thread after two or three.
 DEFAULT_DEPTH = 32
+DEFAULT_MAX_BYTES = 24 * 1024 * 1024
+# How often a waiting thread checks whether the other side has gone.
+_POLL_SECONDS = 0.05
 
 
 class _Done:
@@ -30,19 +34,27 @@ class _Done:
 
 
 class ReadAhead(Generic[Item, Result]):
-    """Iterate `step(item)` for each item of `items`, computed in a thread up to `depth` ahead.
+    """Iterate `step(item)` for each item of `items`, computed in a thread ahead of time.
 
-    Use it as a context manager: leaving the block early (an exception in the consumer) stops
-    the thread after its current item and closes `items`. An exception raised by `items` or by
-    `step` is raised again in the consumer, at the point where that item would have come.
+    At most `depth` results wait, and together at most `max_bytes` as `size_of` counts them;
+    one result always fits, whatever its size. Use it as a context manager: leaving the block
+    early (an exception in the consumer) stops the thread after its current item and closes
+    `items`. An exception raised by `items` or by `step` is raised again in the consumer, at
+    the point where that item would have come.
     """
 
     def __init__(self, items: Iterator[Item], step: Callable[[Item], Result],
-                 depth: int = DEFAULT_DEPTH) -> None:
+                 depth: int = DEFAULT_DEPTH, max_bytes: int = DEFAULT_MAX_BYTES,
+                 size_of: Callable[[Result], int] | None = None) -> None:
         self._items = items
         self._step = step
-        self._queue: queue.Queue[Result | _Done] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
+        self._depth = depth
+        self._max_bytes = max_bytes
+        self._size_of = size_of
+        self._waiting: collections.deque[tuple[Result | _Done, int]] = collections.deque()
+        self._waiting_bytes = 0
+        self._changed = threading.Condition()
+        self._stop = False
         self._thread = threading.Thread(target=self._work, name="batchalert-read-ahead",
                                         daemon=True)
 
@@ -52,16 +64,21 @@ class ReadAhead(Generic[Item, Result]):
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
-        self._stop.set()
-        # Unblock a thread waiting for room in the queue.
-        while self._thread.is_alive():
-            with contextlib.suppress(queue.Empty):
-                self._queue.get(timeout=0.05)
+        with self._changed:
+            self._stop = True
+            self._waiting.clear()
+            self._waiting_bytes = 0
+            self._changed.notify_all()
         self._thread.join()
 
     def _results(self) -> Iterator[Result]:
         while True:
-            result = self._queue.get()
+            with self._changed:
+                while not self._waiting:
+                    self._changed.wait(_POLL_SECONDS)
+                result, size = self._waiting.popleft()
+                self._waiting_bytes -= size
+                self._changed.notify_all()
             if isinstance(result, _Done):
                 if result.error is not None:
                     raise result.error
@@ -71,25 +88,31 @@ class ReadAhead(Generic[Item, Result]):
     def _work(self) -> None:
         try:
             for item in self._items:
-                if self._stop.is_set():
+                if self._stop:
                     break
-                if not self._put(self._step(item)):
+                result = self._step(item)
+                size = self._size_of(result) if self._size_of is not None else 0
+                if not self._put(result, size):
                     break
         except BaseException as exc:  # handed to the consumer, which raises it
-            self._put(_Done(exc))
+            self._put(_Done(exc), 0)
         else:
-            self._put(_Done())
+            self._put(_Done(), 0)
         finally:
             close = getattr(self._items, "close", None)
             if close is not None:
                 close()
 
-    def _put(self, result: Result | _Done) -> bool:
-        """Put `result` in the queue once there is room; False if the consumer left."""
-        while not self._stop.is_set():
-            try:
-                self._queue.put(result, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def _put(self, result: Result | _Done, size: int) -> bool:
+        """Queue `result` once it fits; False if the consumer left."""
+        with self._changed:
+            while not self._stop and self._waiting and (
+                    len(self._waiting) >= self._depth
+                    or self._waiting_bytes + size > self._max_bytes):
+                self._changed.wait(_POLL_SECONDS)
+            if self._stop:
+                return False
+            self._waiting.append((result, size))
+            self._waiting_bytes += size
+            self._changed.notify_all()
+            return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -70,3 +71,25 @@ def test_early_exit_stops_thread() -> None:
     assert closed.is_set()
     assert not read_ahead._thread.is_alive()
     assert len(produced) < 10
+
+
+def test_byte_budget_holds_the_thread_back() -> None:
+    # Each result claims 10 bytes against a budget of 25: two may wait, never three.
+    most_waiting = []
+    read_ahead = ReadAhead(iter(range(20)), lambda item: item, depth=100, max_bytes=25,
+                           size_of=lambda result: 10)
+
+    with read_ahead as results:
+        for _ in results:
+            time.sleep(0.01)
+            most_waiting.append(read_ahead._waiting_bytes // 10)
+
+    assert max(most_waiting) == 2
+
+
+def test_one_result_larger_than_the_budget_still_passes() -> None:
+    with ReadAhead(iter([1, 2]), lambda item: item, max_bytes=5,
+                   size_of=lambda result: 100) as results:
+        collected = list(results)
+
+    assert collected == [1, 2]
