@@ -5,14 +5,17 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import threading
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchalert.config import RuleConfig, build_job
+import batchalert.pipeline
+from batchalert.config import JobConfig, RuleConfig, build_job
 from batchalert.kernels import Kernels
 from batchalert.offline import values_batch
 from batchalert.parse.shapes import RecordShape
@@ -227,3 +230,33 @@ def test_parsing_never_imports_pandas() -> None:
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_last_chunks_parse_together_and_errors_surface(monkeypatch: pytest.MonkeyPatch) -> None:
+    job = build_job({"source": {"brokers": ["x:1"], "topic": "t", "group": "g"}}, "t")
+    batch = values_batch([VALUES[0], VALUES[3], b"\xff\xfe not json"])
+    threads: list[str] = []
+    real_parse = batchalert.pipeline.parse_chunk
+
+    def recording_parse(records: pa.RecordBatch, job: JobConfig) -> pl.DataFrame:
+        threads.append(threading.current_thread().name)
+        return real_parse(records, job)
+
+    monkeypatch.setattr(batchalert.pipeline, "parse_chunk", recording_parse)
+    chunks = ChunkAggregator(job, prefilter=True)
+    chunks.add(batch)
+    counts = chunks.finish().counts
+
+    assert sorted(threads) == ["MainThread", "batchalert-parse"]
+    assert (counts.records, counts.access, counts.malformed, counts.skipped) == (3, 1, 1, 1)
+
+    def failing_parse(records: pa.RecordBatch, job: JobConfig) -> pl.DataFrame:
+        if threading.current_thread().name == "batchalert-parse":
+            raise ValueError("suspects failed")
+        return real_parse(records, job)
+
+    monkeypatch.setattr(batchalert.pipeline, "parse_chunk", failing_parse)
+    chunks = ChunkAggregator(job, prefilter=True)
+    chunks.add(batch)
+    with pytest.raises(ValueError, match="suspects failed"):
+        chunks.finish()
