@@ -80,15 +80,21 @@ class _BrokerLink:
             while (exchange := self._queue.get()) is not None:
                 try:
                     exchange.future.success(self._exchange(exchange.request))
-                except (OSError, kafka_errors.KafkaError) as exc:
+                except Exception as exc:
+                    # The connection may be mid-response: start the next request afresh.
                     self._disconnect()
-                    error = exc if isinstance(exc, kafka_errors.KafkaError) else (
-                        kafka_errors.KafkaConnectionError(
-                            f"node {self.node_id} at {self._address[0]}:{self._address[1]}: "
-                            f"{exc}"))
-                    exchange.future.failure(error)
+                    exchange.future.failure(self._as_kafka_error(exc))
         finally:
             self._disconnect()
+
+    def _as_kafka_error(self, exc: Exception) -> kafka_errors.KafkaError:
+        """Return `exc` as the error the reader retries on; socket errors name the broker."""
+        if isinstance(exc, kafka_errors.KafkaError):
+            return exc
+        where = f"node {self.node_id} at {self._address[0]}:{self._address[1]}"
+        if isinstance(exc, OSError):
+            return kafka_errors.KafkaConnectionError(f"{where}: {exc}")
+        return kafka_errors.KafkaProtocolError(f"{where}: {type(exc).__name__}: {exc}")
 
     def _exchange(self, request: Any) -> Any:
         connection = self._connect()

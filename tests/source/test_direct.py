@@ -154,3 +154,26 @@ def test_unreachable_broker_fails_with_its_address() -> None:
     assert future.failed()
     assert isinstance(future.exception, kafka_errors.KafkaConnectionError)
     assert f"node 3 at 127.0.0.1:{address[1]}" in str(future.exception)
+
+
+def test_unexpected_error_fails_the_request_and_the_link_goes_on(
+        broker: StandInBroker, link: _BrokerLink, monkeypatch: pytest.MonkeyPatch) -> None:
+    broker.answers.append(fetch_response)
+    broker.answers.append(fetch_response)
+    real_decode = FetchResponse.decode.__func__  # type: ignore[attr-defined]
+    calls: list[int] = []
+
+    def decode_once_badly(cls: type, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise TypeError("unexpected field")
+        return real_decode(cls, *args, **kwargs)
+
+    monkeypatch.setattr(FetchResponse, "decode", classmethod(decode_once_badly))
+    first = exchange(link)
+    second = exchange(link)
+
+    assert first.failed()
+    assert isinstance(first.exception, kafka_errors.KafkaProtocolError)
+    assert "TypeError: unexpected field" in str(first.exception)
+    assert second.succeeded()
