@@ -120,7 +120,7 @@ def _screen_one(data: npt.NDArray[np.uint8], position: int, end: int,
                 seen: npt.NDArray[np.bool_]) -> bool:  # pragma: no cover - compiled
     """Check one value; see the module docstring for what passes."""
     seen[:] = False
-    line_index = -1  # index among line fields of the first line found
+    line_index = -1  # index among the shape's line fields of the line the parser reads
     line_ends_with_newline = False
     tag_is_p = False
     has_tag = False
@@ -189,8 +189,11 @@ def _screen_one(data: npt.NDArray[np.uint8], position: int, end: int,
                     role = roles[field]
                     length = position - value_start
                     if role == ROLE_LINE:
-                        if line_index < 0:
-                            line_index = _line_position(roles, field)
+                        # The parser reads the first line field of the shape that is
+                        # present, whatever the order of the keys in the value.
+                        found = _line_position(roles, field)
+                        if line_index < 0 or found < line_index:
+                            line_index = found
                             line_ends_with_newline = (
                                 length >= 2 and data[position - 1] == 0x6E
                                 and data[position - 2] == 0x5C

@@ -56,6 +56,10 @@ def check_sound(values: list[bytes | None], shape: RecordShape = SHAPE) -> None:
     (b'{"log":"caf\xc3\xa9\\n"}', True),
     (b'{"log":"x","logtag":"F","stream":"stdout"}', True),
     (b'{"log":"x","stream":"stdout"}', False),  # a Docker piece without its newline
+    # The parser reads "log" before "message" whatever the key order: still a Docker piece.
+    (b'{"message":"","log":"","stream":""}', False),
+    (b'{"message":"x\\n","log":"x","stream":"stdout"}', False),
+    (b'{"log":"x\\n","message":"x","stream":"stdout"}', True),
     (b'{"log":"x\\\\n","stream":"stdout"}', False),  # an escaped backslash, then "n"
     (b'{"log":"x\\n","logtag":"P"}', False),
     (b'{"log":1}', False),
