@@ -539,8 +539,8 @@ def _unknown_field_message(location: tuple[str | int, ...]) -> str:
         return "unknown field"
     allowed = sorted(model.model_fields)
     close = difflib.get_close_matches(str(location[-1]), allowed, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown field{hint}. Allowed fields: {', '.join(allowed)}"
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown field{hint}; allowed fields: {', '.join(allowed)}"
 
 
 _SOURCE_OVERRIDES = {"brokers": "BROKERS", "topic": "TOPIC", "group": "GROUP"}

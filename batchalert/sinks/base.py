@@ -88,14 +88,19 @@ def describe_http_error(url: str, exc: httpx.HTTPError) -> str:
     if isinstance(exc, httpx.TimeoutException):
         return f"{url} did not answer in time ({type(exc).__name__})"
     if isinstance(exc, httpx.ConnectError):
-        return f"cannot connect to {url}: {exc}"
+        return (f"cannot connect to {url}: {exc}; check the receiver's URL and that the "
+                f"receiver is running")
     return f"request to {url} failed: {exc}"
 
 
 def describe_status(url: str, response: httpx.Response) -> str:
     url = mask_url(url)
     body = response.text[:ERROR_BODY_CHARS].strip()
-    return f"{url} answered HTTP {response.status_code}" + (f": {body}" if body else "")
+    message = f"{url} answered HTTP {response.status_code}" + (f": {body}" if body else "")
+    if response.status_code == 404:
+        # The path is masked when it may hold a credential, so the reader is told to look.
+        message += "; check the path of the receiver's URL"
+    return message
 
 
 def build_sinks(

@@ -281,6 +281,7 @@ def test_refused_connection_names_url() -> None:
 
     assert delivery.delivered == 0
     assert "cannot connect to http://127.0.0.1:9093/api/v2/alerts" in delivery.failures[0]
+    assert "check the receiver's URL and that the receiver is running" in delivery.failures[0]
 
 
 def test_timeout_is_a_failure() -> None:

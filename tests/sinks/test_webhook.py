@@ -201,6 +201,16 @@ def test_client_error_not_retried() -> None:
     assert len(handler.seen) == 1
     assert delivery.delivered == 0
     assert f"{MASKED_URL} answered HTTP 400: bad document" in delivery.failures[0]
+    assert "check the path" not in delivery.failures[0]
+
+
+def test_not_found_points_at_the_masked_path() -> None:
+    handler = replies(httpx.Response(404, text="404 page not found"))
+
+    delivery = sink_with(handler).send(make_alerts())
+
+    assert delivery.failures[0].startswith(f"{MASKED_URL} answered HTTP 404: 404 page not "
+                                           f"found; check the path of the receiver's URL")
 
 
 def test_redirect_not_followed() -> None:
