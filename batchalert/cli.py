@@ -99,6 +99,13 @@ def run(
     from batchalert.logs import setup_logging
 
     setup_logging(verbose=verbose, quiet=quiet)
+    if commit and dry_run:
+        raise typer.BadParameter("--dry-run never commits; drop --commit, or --dry-run to "
+                                 "post the alerts and commit", param_hint="--commit")
+    if commit and since is None:
+        logging.getLogger(__name__).warning(
+            "--commit changes nothing without --since: a run from the committed offsets "
+            "commits anyway")
     overrides = {"BROKERS": brokers, "TOPIC": topic, "GROUP": group,
                  "RECEIVER_URL": receiver_url, "CLUSTER": cluster}
     settings = _RunSettings(since=since, dry_run=dry_run, commit=commit,

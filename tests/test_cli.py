@@ -310,3 +310,19 @@ def test_exit_with_message_code(monkeypatch: pytest.MonkeyPatch,
 
     assert codes == [1, 0]
     assert "stopped: lock held" in capsys.readouterr().err
+
+
+def test_dry_run_with_commit_is_a_usage_error() -> None:
+    result = CliRunner().invoke(app, ["run", "--dry-run", "--commit", "--brokers", "x:1",
+                                      "--topic", "t", "--group", "g"])
+
+    assert result.exit_code == 2
+    assert "--dry-run never commits" in result.output
+
+
+def test_commit_without_since_warns() -> None:
+    # The job file does not exist, so the run stops right after the warning.
+    result = CliRunner().invoke(app, ["run", "--commit", "--job", "/nonexistent/job.yaml"])
+
+    assert result.exit_code == 2
+    assert "--commit changes nothing without --since" in result.output
