@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 # Secret values read by this process; every log line and error message is scrubbed of them.
@@ -65,6 +68,42 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+class RepeatFilter(logging.Filter):
+    """Let each distinct kafka-python message through at most once per `interval` seconds.
+
+    While a broker is unreachable, kafka-python logs the same four lines at every reconnect
+    attempt, about 80 lines in a 30 s timeout, before batchalert's own error names the
+    brokers and the fix. Messages are compared with their digits masked (backoff times, ports,
+    node ids). A message let through after others like it were held back says how many.
+    Records of other loggers pass untouched.
+    """
+
+    def __init__(self, interval: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._interval = interval
+        self._clock = clock
+        # Per message: when it last went through, and how many were held back since.
+        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "kafka" and not record.name.startswith("kafka."):
+            return True
+        key = (record.name, record.levelno, re.sub(r"\d+", "#", record.getMessage()))
+        now = self._clock()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self._interval:
+            self._seen[key] = (seen[0], seen[1] + 1)
+            return False
+        held_back = seen[1] if seen is not None else 0
+        self._seen[key] = (now, 0)
+        if held_back:
+            record.msg = (f"{record.getMessage()} ({held_back} more like it held back in the last "
+                          f"{self._interval:g} s)")
+            record.args = None
+        return True
+
+
 def setup_logging(verbose: bool = False, quiet: bool = False, json_lines: bool | None = None
                   ) -> None:
     """Configure the root logger; only the command-line entry point calls this."""
@@ -82,6 +121,8 @@ def setup_logging(verbose: bool = False, quiet: bool = False, json_lines: bool |
         formatter = logging.Formatter("%(asctime)s %(levelname)-7s %(message)s",
                                       datefmt="%H:%M:%S")
     handler.setFormatter(RedactingFormatter(formatter))
+    if not verbose:
+        handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
