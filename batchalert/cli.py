@@ -347,9 +347,9 @@ def version() -> None:
 def main() -> None:
     """Console-script entry point.
 
-    The process ends with os._exit once its output is flushed: tearing down the modules of
-    Polars, pyarrow and kafka-python takes about 0.2 s after a run, and nothing is left to do
-    by then (the consumer is closed, the offsets committed, the metrics pushed).
+    The process ends with os._exit once its output is flushed. Tearing down the modules of
+    Polars, pyarrow and kafka-python took about 0.2 s after a run, and by then nothing is left
+    to do: the consumer is closed, the offsets committed and the metrics pushed.
     """
     try:
         app()

@@ -19,9 +19,9 @@ next run delivers the same alerts again (at least once, never lost).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -368,27 +368,16 @@ class ChunkAggregator:
         left = [gathered.take() for gathered in (self._candidates, self._suspects)
                 if gathered.batches or gathered.skipped]
         if len(left) == 2 and left[0][0].num_rows and left[1][0].num_rows:
-            other: list[pl.DataFrame | BaseException] = []
-            thread = threading.Thread(target=self._parse_into, args=(left[1][0], other),
-                                      name="batchalert-parse")
-            thread.start()
-            first = parse_chunk(left[0][0], self._job)
-            thread.join()
-            if isinstance(other[0], BaseException):
-                raise other[0]
-            for (batch, skipped), parsed in zip(left, (first, other[0]), strict=True):
-                self._aggregate(batch, parsed, skipped)
+            with ThreadPoolExecutor(1, thread_name_prefix="batchalert-parse") as pool:
+                suspects = pool.submit(parse_chunk, left[1][0], self._job)
+                candidates = parse_chunk(left[0][0], self._job)
+                parsed = [candidates, suspects.result()]
+            for (batch, skipped), frame in zip(left, parsed, strict=True):
+                self._aggregate(batch, frame, skipped)
         else:
             for batch, skipped in left:
                 self._consume(batch, skipped)
         return self.aggregator
-
-    def _parse_into(self, batch: pa.RecordBatch,
-                    out: list[pl.DataFrame | BaseException]) -> None:
-        try:
-            out.append(parse_chunk(batch, self._job))
-        except BaseException as exc:  # raised again by finish(), in the run's thread
-            out.append(exc)
 
     def _consume(self, batch: pa.RecordBatch, skipped: int) -> None:
         self._aggregate(batch, parse_chunk(batch, self._job), skipped)
@@ -412,8 +401,10 @@ class Screened:
 
     def nbytes(self) -> int:
         """Return the bytes of the records it holds."""
-        held = int(self.candidates.nbytes)
-        return held + (int(self.suspects.nbytes) if self.suspects is not None else 0)
+        size = int(self.candidates.nbytes)
+        if self.suspects is not None:
+            size += int(self.suspects.nbytes)
+        return size
 
 
 @dataclass
@@ -511,40 +502,31 @@ class _PreparedSinks:
     """
 
     def __init__(self, job: JobConfig, setup: _RunSetup) -> None:
-        self._given = setup.sinks
-        self._built: list[Sink] | None = None
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-        if setup.sinks is None and not setup.dry_run:
-            self._thread = threading.Thread(target=self._build, args=(job, setup.renderer),
-                                            name="batchalert-sinks", daemon=True)
+        self._passed_in = setup.sinks
+        self._receivers = job.receivers
+        self._renderer = setup.renderer
+        self._building = setup.sinks is None and not setup.dry_run
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="batchalert-sinks")
+        self._future: Future[list[Sink]] | None = None
 
     def __enter__(self) -> _PreparedSinks:
-        if self._thread is not None:
-            self._thread.start()
+        if self._building:
+            self._future = self._pool.submit(build_sinks, self._receivers,
+                                             renderer=self._renderer)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._thread is not None:
-            self._thread.join()
-        for sink in self._built or []:
-            sink.close()
-
-    def _build(self, job: JobConfig, renderer: AlertRenderer) -> None:
-        try:
-            self._built = build_sinks(job.receivers, renderer=renderer)
-        except BaseException as exc:  # raised again in the run's thread, by get()
-            self._error = exc
+        self._pool.shutdown(wait=True)
+        future = self._future
+        if future is not None and future.exception() is None:
+            for sink in future.result():
+                sink.close()
 
     def get(self) -> list[Sink]:
-        """Return the sinks; raise what creating them raised."""
-        if self._given is not None:
-            return self._given
-        if self._thread is not None:
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._built or []
+        """Return the sinks; raise the error that creating them raised."""
+        if self._passed_in is not None:
+            return self._passed_in
+        return self._future.result() if self._future is not None else []
 
 
 def _finish(

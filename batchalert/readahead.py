@@ -16,10 +16,10 @@ from typing import Generic, TypeVar
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-# Results waiting for the consumer, at most: by count and by bytes. With the prefilter, a
-# screened batch keeps only the records to decode, about a tenth of it, and the consumer takes
-# a dozen before it parses; without it, each result is a whole reader batch, and the byte
-# budget holds back the thread after two or three.
+# Limits of the results waiting for the consumer, by count and by bytes. With the prefilter,
+# a screened batch keeps only the records to decode (about a tenth of it), and the consumer
+# takes a dozen before it parses. Without it, each result is a whole reader batch, so the
+# byte limit stops the thread after two or three.
 DEFAULT_DEPTH = 32
 DEFAULT_MAX_BYTES = 24 * 1024 * 1024
 # How often a waiting thread checks whether the other side has gone.

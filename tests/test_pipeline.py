@@ -382,3 +382,61 @@ def test_same_range_gives_same_alerts(kafka, topic_factory) -> None:  # type: ig
 
     assert [a.to_dict() for a in first.alerts] == [a.to_dict() for a in second.alerts]
     assert len(first.alerts) > 10
+
+
+def prepared_sinks(dry_run: bool = False) -> Any:
+    from batchalert.alerts import AlertRenderer
+    from batchalert.pipeline import _PreparedSinks, _RunSetup
+    from batchalert.source.reader import ReadLimits
+
+    job = build_job({"source": {"brokers": ["127.0.0.1:9"], "topic": "t", "group": "g"},
+                     "receivers": [{"name": "nm", "type": "notification-manager",
+                                    "url": "http://127.0.0.1:9/api/v2/alerts"}]}, "t")
+    setup = _RunSetup(renderer=AlertRenderer(job.language, job.templates), limits=ReadLimits(),
+                      since_ms=None, timeout_ms=1000, clock=time.time, dry_run=dry_run,
+                      sinks=None, on_progress=None, on_plan=None)
+    return _PreparedSinks(job, setup)
+
+
+def test_prepared_sinks_built_in_thread_and_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import batchalert.pipeline
+
+    closed: list[str] = []
+    builders: list[str] = []
+
+    class FakeSink:
+        name = "nm"
+
+        def close(self) -> None:
+            closed.append(self.name)
+
+    def build(receivers: Any, renderer: Any = None) -> list[Any]:
+        builders.append(threading.current_thread().name)
+        return [FakeSink()]
+
+    monkeypatch.setattr(batchalert.pipeline, "build_sinks", build)
+    with prepared_sinks() as sinks:
+        built = sinks.get()
+
+    assert [sink.name for sink in built] == ["nm"]
+    assert builders[0].startswith("batchalert-sinks")
+    assert closed == ["nm"]
+
+
+def test_prepared_sinks_error_raised_by_get(monkeypatch: pytest.MonkeyPatch) -> None:
+    import batchalert.pipeline
+    from batchalert.errors import ConfigError
+
+    def build(receivers: Any, renderer: Any = None) -> list[Any]:
+        raise ConfigError("receivers.nm.ca_file: cannot load CA bundle")
+
+    monkeypatch.setattr(batchalert.pipeline, "build_sinks", build)
+    with prepared_sinks() as sinks, pytest.raises(ConfigError, match="ca_file"):
+        sinks.get()
+
+
+def test_prepared_sinks_none_for_dry_run() -> None:
+    with prepared_sinks(dry_run=True) as sinks:
+        assert sinks.get() == []

@@ -75,16 +75,16 @@ def test_early_exit_stops_thread() -> None:
 
 def test_byte_budget_holds_the_thread_back() -> None:
     # Each result claims 10 bytes against a budget of 25: two may wait, never three.
-    most_waiting = []
+    waiting_counts = []
     read_ahead = ReadAhead(iter(range(20)), lambda item: item, depth=100, max_bytes=25,
                            size_of=lambda result: 10)
 
     with read_ahead as results:
         for _ in results:
             time.sleep(0.01)
-            most_waiting.append(read_ahead._waiting_bytes // 10)
+            waiting_counts.append(read_ahead._waiting_bytes // 10)
 
-    assert max(most_waiting) == 2
+    assert max(waiting_counts) == 2
 
 
 def test_one_result_larger_than_the_budget_still_passes() -> None:

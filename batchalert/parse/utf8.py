@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from batchalert.kernels import load as load_kernels
+from batchalert.parse.buffers import binary_values, value_buffers
 
 # A whole value of well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, at most
 # U+10FFFF). Arrow runs RE2 in Latin-1 mode on binary data, so each \xNN is one byte.
@@ -31,17 +31,11 @@ def invalid_utf8_rows(values: pl.Series) -> pl.Series:
     A null value is not invalid: it has no bytes, and the caller reports it as empty. The check
     runs in compiled code over the Arrow buffers.
     """
-    array = values.to_arrow()
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    array = array.cast(pa.large_binary())
+    array = binary_values(values.to_arrow())
     invalid = np.zeros(len(array), dtype=np.bool_)
-    _, offsets_buffer, data_buffer = array.buffers()
-    if len(array) and offsets_buffer is not None and data_buffer is not None:
-        offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[
-            array.offset: array.offset + len(array) + 1]
-        load_kernels().mark_invalid_utf8(offsets, np.frombuffer(data_buffer, dtype=np.uint8),
-                                         invalid)
+    if len(array):
+        offsets, data = value_buffers(array)
+        load_kernels().mark_invalid_utf8(offsets, data, invalid)
     return pl.Series(values.name, invalid, dtype=pl.Boolean)
 
 

@@ -24,12 +24,8 @@ import pyarrow as pa
 
 from batchalert.config import RuleConfig
 from batchalert.kernels import load as load_kernels
-from batchalert.parse.screen import (
-    binary_values,
-    screen_fields,
-    value_buffers,
-    well_formed_envelopes,
-)
+from batchalert.parse.buffers import binary_values, value_buffers
+from batchalert.parse.screen import screen_fields, well_formed_envelopes
 from batchalert.parse.shapes import RecordShape
 
 # Up to this many codes are first looked for with Polars' substring search; with more, every

@@ -98,7 +98,7 @@ def describe_status(url: str, response: httpx.Response) -> str:
     body = response.text[:ERROR_BODY_CHARS].strip()
     message = f"{url} answered HTTP {response.status_code}" + (f": {body}" if body else "")
     if response.status_code == 404:
-        # The path is masked when it may hold a credential, so the reader is told to look.
+        # Messages mask the path when it may contain a credential, so name it as the suspect.
         message += "; check the path of the receiver's URL"
     return message
 

@@ -247,11 +247,13 @@ def test_last_chunks_parse_together_and_errors_surface(monkeypatch: pytest.Monke
     chunks.add(batch)
     counts = chunks.finish().counts
 
-    assert sorted(threads) == ["MainThread", "batchalert-parse"]
+    assert len(threads) == 2
+    assert "MainThread" in threads
+    assert any(name.startswith("batchalert-parse") for name in threads)
     assert (counts.records, counts.access, counts.malformed, counts.skipped) == (3, 1, 1, 1)
 
     def failing_parse(records: pa.RecordBatch, job: JobConfig) -> pl.DataFrame:
-        if threading.current_thread().name == "batchalert-parse":
+        if threading.current_thread().name.startswith("batchalert-parse"):
             raise ValueError("suspects failed")
         return real_parse(records, job)
 

@@ -1,7 +1,7 @@
 """The fetch client's own sockets, against a stand-in broker on 127.0.0.1.
 
-The real broker never misbehaves on cue, so a small server answers each request as a test
-scripts it: a proper response, a connection closed in the middle, a wrong correlation id.
+The real broker never misbehaves on cue, so a small server replies to each request as a
+test scripts it: a proper response, a connection closed in the middle, a wrong correlation id.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from kafka.protocol.consumer import FetchRequest, FetchResponse
 from batchalert.source.direct import _BrokerLink
 
 FETCH_VERSION = 12
-# How the stand-in answers one request: from its correlation id to the bytes it sends back.
+# How the stand-in replies to one request: from its correlation id to the bytes it sends back.
 Answer = Callable[[int], bytes]
 
 
@@ -41,7 +41,7 @@ def fetch_response(correlation_id: int, session_id: int = 0) -> bytes:
 
 
 class StandInBroker:
-    """Accepts connections on 127.0.0.1 and answers each request with the next scripted answer."""
+    """Accepts connections on 127.0.0.1 and replies to each request with the next scripted reply."""
 
     def __init__(self) -> None:
         self.answers: list[Answer] = []
@@ -156,7 +156,7 @@ def test_unreachable_broker_fails_with_its_address() -> None:
     assert f"node 3 at 127.0.0.1:{address[1]}" in str(future.exception)
 
 
-def test_unexpected_error_fails_the_request_and_the_link_goes_on(
+def test_decoder_error_fails_one_request(
         broker: StandInBroker, link: _BrokerLink, monkeypatch: pytest.MonkeyPatch) -> None:
     broker.answers.append(fetch_response)
     broker.answers.append(fetch_response)
