@@ -326,3 +326,16 @@ def test_commit_without_since_warns() -> None:
 
     assert result.exit_code == 2
     assert "--commit changes nothing without --since" in result.output
+
+
+def test_main_exits_with_app_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    codes: list[int] = []
+    monkeypatch.setattr(cli.os, "_exit", codes.append)
+
+    def stop_with_code() -> None:
+        raise SystemExit(3)
+
+    monkeypatch.setattr(cli, "app", stop_with_code)
+    cli.main()
+
+    assert codes == [3]

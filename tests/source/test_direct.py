@@ -177,3 +177,27 @@ def test_decoder_error_fails_one_request(
     assert isinstance(first.exception, kafka_errors.KafkaProtocolError)
     assert "TypeError: unexpected field" in str(first.exception)
     assert second.succeeded()
+
+
+def test_reused_buffer_decodes_each_response(broker: StandInBroker, link: _BrokerLink) -> None:
+    # The first response is the larger one, so the second is read into a longer buffer.
+    broker.answers.append(lambda correlation_id: big_response(correlation_id, session_id=7))
+    broker.answers.append(lambda correlation_id: fetch_response(correlation_id, session_id=8))
+
+    first = exchange(link)
+    second = exchange(link)
+
+    assert first.value.session_id == 7
+    assert len(first.value.responses) == 50
+    assert second.value.session_id == 8
+    assert second.value.responses == []
+
+
+def big_response(correlation_id: int, session_id: int) -> bytes:
+    topics = [FetchResponse.FetchableTopicResponse(topic=f"topic-{index}", partitions=[])
+              for index in range(50)]
+    response = FetchResponse(throttle_time_ms=0, error_code=0, session_id=session_id,
+                             responses=topics)
+    response.API_VERSION = FETCH_VERSION
+    response.with_header(correlation_id=correlation_id)
+    return bytes(response.encode(framed=True, header=True))
