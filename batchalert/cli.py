@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -19,6 +19,9 @@ import typer
 from batchalert import __version__, allocators  # noqa: F401
 from batchalert.config import JobConfig, load_job, parse_duration
 from batchalert.errors import BatchalertError, ConfigError
+
+if TYPE_CHECKING:
+    from batchalert.pipeline import RunResult
 
 logger = logging.getLogger("batchalert")
 
@@ -52,10 +55,14 @@ def _fail(error: BatchalertError) -> typer.Exit:
 
 def _load(job: Path | None, overrides: Mapping[str, object]) -> JobConfig:
     loaded = load_job(job, overrides)
+    _check_templates(loaded)
+    return loaded
+
+
+def _check_templates(loaded: JobConfig) -> None:
     from batchalert.alerts import AlertRenderer
 
     AlertRenderer(loaded.language, loaded.templates).check(loaded.rules)
-    return loaded
 
 
 @app.command()
@@ -130,47 +137,72 @@ class _RunSettings:
 
 def _run(job: Path | None, overrides: Mapping[str, object], settings: _RunSettings) -> None:
     """Load the job, run it with progress, print the summary and export metrics."""
-    from batchalert.events import log_run_end, log_run_start
-    from batchalert.pipeline import DeliveryFailed, RunOptions, RunResult, run_job
-    from batchalert.progress import RunProgress
-    from batchalert.summary import alerts_json, summary_lines
+    from batchalert.source.client import ConsumerStart
 
     started = time.monotonic()
     loaded: JobConfig | None = None
     result: RunResult | None = None
     failed: BaseException | None = None
+    start: ConsumerStart | None = None
     try:
-        loaded = _load(job, overrides)
-        options = RunOptions(
-            since_seconds=parse_duration(settings.since) if settings.since else None,
-            dry_run=settings.dry_run, commit=settings.commit,
-            max_records=settings.max_records, max_bytes=settings.max_bytes,
-            dead_letter_dir=settings.dead_letter,
-        )
+        loaded = load_job(job, overrides)
+        since_seconds = parse_duration(settings.since) if settings.since else None
         if not loaded.receivers and not settings.dry_run:
             raise ConfigError("no receiver configured; add `receivers` to the job file, pass "
                               "--receiver-url, or use --dry-run")
+        # The consumer connects while the templates are checked and the modules for reading,
+        # parsing and posting load.
+        start = ConsumerStart(loaded.source)
+        _check_templates(loaded)
+        from batchalert.events import log_run_end, log_run_start
+        from batchalert.pipeline import RunOptions, run_job
+        from batchalert.progress import RunProgress
+
+        options = RunOptions(
+            since_seconds=since_seconds, dry_run=settings.dry_run, commit=settings.commit,
+            max_records=settings.max_records, max_bytes=settings.max_bytes,
+            dead_letter_dir=settings.dead_letter,
+        )
+
         log_run_start(loaded, options)
         with RunProgress(sys.stderr.isatty() and not settings.quiet) as progress:
             result = run_job(loaded, options, on_progress=progress.on_progress,
-                             on_plan=progress.on_plan)
+                             on_plan=progress.on_plan, consumer_start=start)
         log_run_end(result)
-    except DeliveryFailed as failure:
-        result, failed = failure.result, failure
-        log_run_end(failure.result)
-        _print_summary(summary_lines(failure.result), err=False)
-        raise _fail(failure) from None
     except BatchalertError as error:
         failed = error
+        delivery = _failed_delivery(error)
+        if delivery is None:
+            raise _fail(error) from None
+        result = delivery
+        log_run_end(delivery)
+        _print_summary(_summary_lines(delivery), err=False)
         raise _fail(error) from None
     except Exception as error:
         failed = error
         raise
     finally:
+        if start is not None:
+            start.abandon()
         _export_metrics(loaded, result, failed, settings, time.monotonic() - started)
     if settings.dry_run:
+        from batchalert.summary import alerts_json
+
         typer.echo(alerts_json(result))
-    _print_summary(summary_lines(result), err=settings.dry_run)
+    _print_summary(_summary_lines(result), err=settings.dry_run)
+
+
+def _summary_lines(result: RunResult) -> list[str]:
+    from batchalert.summary import summary_lines
+
+    return summary_lines(result)
+
+
+def _failed_delivery(error: BatchalertError) -> RunResult | None:
+    """Return the run's result when `error` reports receivers that refused it, else None."""
+    from batchalert.pipeline import DeliveryFailed
+
+    return error.result if isinstance(error, DeliveryFailed) else None
 
 
 def _export_metrics(loaded: JobConfig | None, result: object, failed: BaseException | None,

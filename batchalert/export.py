@@ -51,8 +51,8 @@ from batchalert.config import JobConfig
 from batchalert.errors import BatchalertError, ConfigError
 from batchalert.pipeline import parse_chunk
 from batchalert.rules.aggregate import enrich
-from batchalert.source import ReadPlan, open_consumer, plan_ranges
-from batchalert.source.plan import PartitionRange
+from batchalert.source.client import open_consumer
+from batchalert.source.plan import PartitionRange, ReadPlan, plan_ranges
 from batchalert.source.reader import RangeReader, ReadLimits
 
 logger = logging.getLogger(__name__)

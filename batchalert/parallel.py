@@ -20,7 +20,8 @@ import polars as pl
 
 from batchalert.config import JobConfig
 from batchalert.rules import RunAggregator, RunCounts
-from batchalert.source import ReadPlan, open_consumer
+from batchalert.source.client import open_consumer
+from batchalert.source.plan import ReadPlan
 from batchalert.source.reader import ReadLimits
 
 logger = logging.getLogger(__name__)

@@ -41,16 +41,16 @@ from batchalert.errors import SinkError, SourceError
 from batchalert.events import log_commit
 from batchalert.heap import release_free_memory
 from batchalert.parallel import MIN_SPAN_FOR_WORKERS, aggregate_in_workers
-from batchalert.parse import parse_batch
+from batchalert.parse.values import parse_batch
 from batchalert.readahead import ReadAhead
 from batchalert.rules import AlertGroup, RunAggregator, RunCounts
 from batchalert.rules.prefilter import rows_to_decode, rules_allow_prefilter
 from batchalert.sinks import Delivery, Sink, build_sinks
-from batchalert.source import RECORD_SCHEMA, RangeReader, ReadPlan, open_consumer, plan_ranges
+from batchalert.source.client import ConsumerStart, open_consumer
 from batchalert.source.group import check_group_is_ours
 from batchalert.source.offsets import commit_offsets
-from batchalert.source.plan import topic_partitions
-from batchalert.source.reader import ReadLimits
+from batchalert.source.plan import ReadPlan, plan_ranges, topic_partitions
+from batchalert.source.reader import RECORD_SCHEMA, RangeReader, ReadLimits
 from batchalert.state import (
     AlertStateStore,
     NotificationPlan,
@@ -210,8 +210,12 @@ def run_job(
     on_progress: ProgressCallback | None = None,
     on_plan: Callable[[ReadPlan], None] | None = None,
     clock: Callable[[], float] = time.time,
+    consumer_start: ConsumerStart | None = None,
 ) -> RunResult:
-    """Run `job` once: lock, plan, read, parse, aggregate, post, save state, commit."""
+    """Run `job` once: lock, plan, read, parse, aggregate, post, save state, commit.
+
+    `consumer_start`, when given, opened the job's consumer already; the run takes it.
+    """
     started = time.monotonic()
     since_ms = None
     if options.since_seconds is not None:
@@ -227,7 +231,7 @@ def run_job(
     if options.dead_letter_dir is not None:
         prepare_directory(options.dead_letter_dir)
 
-    with open_consumer(job.source) as consumer:
+    with open_consumer(job.source, consumer_start) as consumer:
         # The topic is checked first, so that a misspelt topic is not reported as a group
         # shared with another application.
         topic_partitions(consumer, job.source.topic)

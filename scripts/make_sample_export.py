@@ -23,7 +23,8 @@ import pyarrow as pa
 from batchalert.config import JobConfig, build_job
 from batchalert.export import ExportOptions, ExportResult, ExportWriter, export_frame
 from batchalert.pipeline import parse_chunk
-from batchalert.source import RECORD_SCHEMA, PartitionRange, ReadPlan
+from batchalert.source.plan import PartitionRange, ReadPlan
+from batchalert.source.reader import RECORD_SCHEMA
 from scripts.sample_logs import (
     ARTICLE_NAMESPACE,
     ARTICLE_POD,

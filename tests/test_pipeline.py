@@ -13,7 +13,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from batchalert.config import JobConfig, build_job
 from batchalert.errors import SourceError
 from batchalert.pipeline import DeliveryFailed, RunOptions, RunResult, run_job
-from batchalert.source import ReadPlan
+from batchalert.source.plan import ReadPlan
 from batchalert.summary import summary_lines
 from scripts.sample_logs import generate
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import polars as pl
 
-from batchalert.parse import parse_values
+from batchalert.parse.values import parse_values
 
 _STATUSES = (200, 200, 200, 200, 301, 304, 404, 500)
 _AGENTS = (

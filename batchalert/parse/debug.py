@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import polars as pl
 
-from batchalert.parse import parse_values
 from batchalert.parse.shapes import RecordShape
+from batchalert.parse.values import parse_values
 
 # Keys of each output object, in order.
 DEBUG_KEYS = (

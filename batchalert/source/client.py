@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any
 
@@ -67,8 +69,20 @@ def _security_settings(source: SourceConfig) -> dict[str, Any]:
 
 
 @contextmanager
-def open_consumer(source: SourceConfig) -> Iterator[KafkaConsumer]:
-    """Open a consumer that is assigned partitions by hand, and close it on exit."""
+def open_consumer(source: SourceConfig, start: ConsumerStart | None = None
+                  ) -> Iterator[KafkaConsumer]:
+    """Open a consumer that is assigned partitions by hand, and close it on exit.
+
+    With `start`, the consumer is the one it opened, or its error is raised here.
+    """
+    consumer = start.take() if start is not None else _new_consumer(source)
+    try:
+        yield consumer
+    finally:
+        consumer.close(autocommit=False)
+
+
+def _new_consumer(source: SourceConfig) -> KafkaConsumer:
     brokers = ",".join(source.brokers)
     try:
         consumer = KafkaConsumer(**consumer_settings(source))
@@ -81,7 +95,55 @@ def open_consumer(source: SourceConfig) -> Iterator[KafkaConsumer]:
     except KafkaError as exc:
         raise SourceError(f"cannot connect to Kafka at {brokers}: {exc}") from exc
     logger.debug("connected to Kafka at %s as group %s", brokers, source.group)
-    try:
-        yield consumer
-    finally:
-        consumer.close(autocommit=False)
+    return consumer
+
+
+class ConsumerStart:
+    """A consumer opened in a thread, with the topic's partitions already in its metadata.
+
+    Connecting waits on the network. kafka-python 3.0 also waits 100 ms after its bootstrap
+    before it requests topic metadata, whatever `retry_backoff_ms` is, because its cluster
+    metadata keeps the default backoff. The CLI imports the modules of a run meanwhile.
+    `open_consumer` takes the consumer, and `abandon` closes it when no run will.
+    """
+
+    def __init__(self, source: SourceConfig) -> None:
+        self._source = source
+        self._lock = threading.Lock()
+        self._claimed = False
+        self._opened: Future[KafkaConsumer] = Future()
+        threading.Thread(target=self._open, name="batchalert-connect", daemon=True).start()
+
+    def take(self) -> KafkaConsumer:
+        """Wait for the consumer and return it; raise SourceError when it did not open."""
+        with self._lock:
+            if self._claimed:
+                raise RuntimeError("the started consumer was already taken or abandoned")
+            self._claimed = True
+        return self._opened.result()
+
+    def abandon(self) -> None:
+        """Close the consumer once it is open, unless it was taken."""
+        with self._lock:
+            if self._claimed:
+                return
+            self._claimed = True
+        self._opened.add_done_callback(_close_opened)
+
+    def _open(self) -> None:
+        try:
+            consumer = _new_consumer(self._source)
+        except BaseException as exc:  # raised again by take()
+            self._opened.set_exception(exc)
+            return
+        try:
+            consumer.partitions_for_topic(self._source.topic)
+        except KafkaError as exc:
+            # The run asks again and reports what fails then.
+            logger.debug("reading metadata of topic %r failed: %s", self._source.topic, exc)
+        self._opened.set_result(consumer)
+
+
+def _close_opened(opened: Future[KafkaConsumer]) -> None:
+    if opened.exception() is None:
+        opened.result().close(autocommit=False)

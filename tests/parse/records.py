@@ -8,8 +8,8 @@ from typing import Any
 
 import polars as pl
 
-from batchalert.parse import parse_values
 from batchalert.parse.shapes import RecordShape
+from batchalert.parse.values import parse_values
 
 EPOCH_2024 = 1704164645.25  # 2024-01-02T03:04:05.25Z
 

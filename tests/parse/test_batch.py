@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import polars as pl
 import pyarrow as pa
 
-from batchalert.parse import PARSED_SCHEMA, parse_batch
-from batchalert.parse.schema import BATCH_SCHEMA
+from batchalert.parse.schema import BATCH_SCHEMA, PARSED_SCHEMA
+from batchalert.parse.values import parse_batch
 from tests.parse.records import access_line
 
 LINE = '203.0.113.5 - - [02/Jan/2024:03:04:05 +0000] "GET /gone HTTP/1.1" 404 12 "-" "-"'

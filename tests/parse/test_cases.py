@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from batchalert.parse import parse_values
+from batchalert.parse.values import parse_values
 
 CASES_FILE = Path(__file__).parent.parent / "data" / "log_records.jsonl"
 _SKIPPED_KEYS = {"path_normalized", "path_decoded"}

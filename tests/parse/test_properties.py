@@ -10,8 +10,9 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from batchalert.parse import PARSED_SCHEMA, parse_values
+from batchalert.parse.schema import PARSED_SCHEMA
 from batchalert.parse.shapes import RecordShape
+from batchalert.parse.values import parse_values
 
 LINE = '203.0.113.5 - - [02/Jan/2024:03:04:05 +0000] "GET /p HTTP/1.1" 404 12 "-" "-"\n'
 REASONS = {"not_json", "invalid_utf8", "not_object", "no_log_line", "partial_line",

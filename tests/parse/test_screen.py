@@ -18,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batchalert.kernels.layout import SCREEN_MAX_DEPTH as MAX_DEPTH
-from batchalert.parse import parse_values
 from batchalert.parse.screen import screen_fields, well_formed_envelopes
 from batchalert.parse.shapes import RecordShape
+from batchalert.parse.values import parse_values
 from scripts.sample_logs import generate
 from tests.parse.test_cases import CASES, record_value
 from tests.parse.test_properties import any_value, envelopes, spliced
