@@ -339,3 +339,14 @@ def test_main_exits_with_app_code(monkeypatch: pytest.MonkeyPatch) -> None:
     cli.main()
 
     assert codes == [3]
+
+
+def test_main_keeps_httpcore_off_trio() -> None:
+    # A blocking HTTP client is all the CLI uses, so main() skips httpcore's trio import.
+    code = ("import sys, batchalert.cli as cli; "
+            "cli.app = lambda: None; cli._exit_now = lambda code: None; cli.main(); "
+            "import httpcore; print(sys.modules.get('trio') is None)")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               check=True)
+
+    assert completed.stdout.strip() == "True"
