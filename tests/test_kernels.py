@@ -109,14 +109,16 @@ class TestLoad:
         assert str(broken) in caplog.text
 
     def test_name_follows_sources(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-        for name in ("layout.py", "recordsets.py", "text.py", "build.py"):
+        sources = ("layout.py", "recordsets.py", "text.py", "fields.py", "build.py")
+        for name in sources:
             shutil.copy(Path(batchalert.kernels.__file__).parent / name, tmp_path / name)
         monkeypatch.setattr(batchalert.kernels, "_PACKAGE_DIR", tmp_path)
-        before = module_name()
-        with (tmp_path / "text.py").open("a") as text:
-            text.write("\n# changed\n")
+        for name in sources:
+            before = module_name()
+            with (tmp_path / name).open("a") as source:
+                source.write("\n# changed\n")
 
-        assert module_name() != before
+            assert module_name() != before, name
         assert module_name().startswith("_batchalert_kernels_")
 
 

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 # Files whose contents decide the compiled code.
-_SOURCES = ("layout.py", "recordsets.py", "text.py", "build.py")
+_SOURCES = ("layout.py", "recordsets.py", "text.py", "fields.py", "build.py")
 _DIR_VARIABLE = "BATCHALERT_KERNELS_DIR"
 
 
@@ -137,6 +137,36 @@ class Kernels:
             _int64(offsets), _bytes(data), np.ascontiguousarray(excluded, np.bool_),
             int(max_bytes), _bytes(names), _int64(name_offsets),
             np.ascontiguousarray(roles, np.int8), int(docker_line), _output(passed))
+
+    def locate_fields(self, offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
+                      names: npt.NDArray[np.uint8], name_offsets: npt.NDArray[np.int64],
+                      parents: npt.NDArray[np.int64], columns: npt.NDArray[np.int64],
+                      kinds: npt.NDArray[np.int8], starts: npt.NDArray[np.int64],
+                      ends: npt.NDArray[np.int64], read: npt.NDArray[np.bool_]) -> None:
+        """Find the tracked fields of each value; see parse.fields."""
+        rows = len(read)
+        shape = (rows, int(columns.max(initial=-1)) + 1)
+        for output, dtype in ((kinds, np.int8), (starts, np.int64), (ends, np.int64)):
+            if output.shape != shape or output.dtype != dtype or not output.flags.c_contiguous:
+                raise ValueError(f"field outputs need shape {shape}, C order and {dtype}")
+        if len(offsets) != rows + 1:
+            raise ValueError("offsets need one entry more than rows")
+        self._backend.locate_fields(_int64(offsets), _bytes(data), _bytes(names),
+                                    _int64(name_offsets), _int64(parents), _int64(columns),
+                                    kinds, starts, ends, _output(read))
+
+    def copy_fields(self, data: npt.NDArray[np.uint8], kinds: npt.NDArray[np.int8],
+                    starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64]
+                    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+        """Return the 64-bit offsets and the bytes of one field column; see parse.fields."""
+        kinds = np.ascontiguousarray(kinds, np.int8)
+        starts, ends = _int64(starts), _int64(ends)
+        present = kinds != 0
+        capacity = int((ends[present] - starts[present]).sum())
+        offsets = np.empty(len(kinds) + 1, dtype=np.int64)
+        out = np.empty(max(capacity, 1), dtype=np.uint8)
+        self._backend.copy_fields(_bytes(data), kinds, starts, ends, offsets, out)
+        return offsets, out[:int(offsets[-1])]
 
 
 def _bytes(array: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:

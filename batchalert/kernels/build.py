@@ -50,6 +50,11 @@ def _signatures() -> dict[str, Any]:
         "mark_status_codes": types.void(offsets, data, offsets,
                                         array(types.boolean, readonly=True),
                                         array(types.boolean)),
+        "locate_fields": types.void(
+            offsets, data, data, offsets, offsets, offsets, array(types.int8, 2),
+            array(types.int64, 2), array(types.int64, 2), array(types.boolean)),
+        "copy_fields": types.void(data, array(types.int8, readonly=True), offsets, offsets,
+                                  array(types.int64), array(types.uint8)),
         "screen_values": types.void(
             offsets, data, array(types.boolean, readonly=True), types.int64, data, offsets,
             array(types.int8, readonly=True), types.int64, array(types.boolean)),
@@ -81,7 +86,7 @@ def _release_gil_in_wrappers() -> None:
 
 def build(directory: Path) -> Path:
     """Compile the kernels into `directory` and return the module's path."""
-    from batchalert.kernels import recordsets, text
+    from batchalert.kernels import fields, recordsets, text
 
     pycc: Any = importlib.import_module("numba.pycc")
     _release_gil_in_wrappers()
@@ -91,7 +96,8 @@ def build(directory: Path) -> Path:
                "decode_batches": recordsets.decode_batches, "gather": recordsets.gather,
                "mark_invalid_utf8": text.mark_invalid_utf8,
                "mark_status_codes": text.mark_status_codes,
-               "screen_values": text.screen_values}
+               "screen_values": text.screen_values,
+               "locate_fields": fields.locate_fields, "copy_fields": fields.copy_fields}
     name = module_name()
     directory.mkdir(parents=True, exist_ok=True)
     # Built in a temporary directory and moved in place, so that a process that loads the

@@ -30,3 +30,12 @@ SCREEN_MAX_DEPTH = 64  # serde_json allows 128; deeper values are left to the fu
 
 # Roles of the top-level fields the screen looks at.
 ROLE_LINE, ROLE_TAG, ROLE_STREAM = 0, 1, 2
+
+# --- reading envelope fields --------------------------------------------------------------------
+
+FIELDS_MAX_DEPTH = 64  # as the screen; deeper values are left to Polars' JSON reader
+
+# What `locate_fields` found for a field: nothing (or null), a string without escapes, a string
+# with escapes, text to copy as it is (true, false, an integer), or a decimal number whose
+# trailing zeros Polars drops.
+FIELD_ABSENT, FIELD_PLAIN, FIELD_ESCAPED, FIELD_TEXT, FIELD_DECIMAL = range(5)

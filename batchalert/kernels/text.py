@@ -273,14 +273,21 @@ def _tracked_field(data: npt.NDArray[np.uint8], start: int, end: int,
         name_start = name_offsets[index]
         if name_offsets[index + 1] - name_start != length:
             continue
-        same = True
-        for offset in range(length):
-            if data[start + offset] != names[name_start + offset]:
-                same = False
-                break
-        if same:
+        if _same_bytes(data, start, names, name_start, length):
             return index
     return -1
+
+
+@inline_jit
+def _same_bytes(data: npt.NDArray[np.uint8], start: int, names: npt.NDArray[np.uint8],
+                name_start: int, length: int) -> bool:  # pragma: no cover - compiled
+    """Return whether data[start:start + length] equals names[name_start:name_start + length]."""
+    same = True
+    for offset in range(length):
+        if data[start + offset] != names[name_start + offset]:
+            same = False
+            break
+    return same
 
 
 @inline_jit
