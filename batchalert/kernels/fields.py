@@ -14,8 +14,7 @@ from batchalert.jit import inline_jit
 from batchalert.kernels.layout import (
     FIELD_ABSENT,
     FIELD_DECIMAL,
-    FIELD_ESCAPED,
-    FIELD_PLAIN,
+    FIELD_STRING,
     FIELD_TEXT,
     FIELDS_MAX_DEPTH,
 )
@@ -27,6 +26,8 @@ from batchalert.kernels.text import (
     _VALUE_OR_CLOSE,
     _digits_end,
     _hex_value,
+    _key_end,
+    _name_lengths,
     _same_bytes,
     _scalar_end,
     _string_end,
@@ -55,13 +56,15 @@ def locate_fields(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
     stack = np.zeros(FIELDS_MAX_DEPTH, dtype=np.int64)  # tracked node of each open object, or -1
     arrays = np.zeros(FIELDS_MAX_DEPTH, dtype=np.bool_)
     seen = np.zeros(nodes, dtype=np.bool_)
+    lengths = _name_lengths(name_offsets, 1)
     for row in range(read.shape[0]):
         start, end = offsets[row], offsets[row + 1]
         if end == start:
             continue
         seen[:] = False
         read[row] = _locate_one(data, start, end, names, name_offsets, parents, columns,
-                                kinds[row], starts[row], ends[row], stack, arrays, seen)
+                                kinds[row], starts[row], ends[row], stack, arrays, seen,
+                                lengths)
 
 
 @inline_jit
@@ -135,8 +138,8 @@ def _locate_one(data: npt.NDArray[np.uint8], position: int, end: int,
                 parents: npt.NDArray[np.int64], columns: npt.NDArray[np.int64],
                 kinds: npt.NDArray[np.int8], starts: npt.NDArray[np.int64],
                 ends: npt.NDArray[np.int64], stack: npt.NDArray[np.int64],
-                arrays: npt.NDArray[np.bool_],
-                seen: npt.NDArray[np.bool_]) -> bool:  # pragma: no cover - compiled
+                arrays: npt.NDArray[np.bool_], seen: npt.NDArray[np.bool_],
+                lengths: npt.NDArray[np.bool_]) -> bool:  # pragma: no cover - compiled
     """Read one value; return false where Polars' reader must read it instead."""
     kinds[:] = FIELD_ABSENT
     node = np.int64(0)  # tracked node whose value comes next, or -1; the root first
@@ -156,12 +159,13 @@ def _locate_one(data: npt.NDArray[np.uint8], position: int, end: int,
             if byte != 0x22:
                 return False
             key_start = position + 1
-            position = _string_end(data, key_start, end)
+            position, plain_key = _key_end(data, key_start, end)
             if position < 0:
                 return False
             node = np.int64(-1)
             parent = stack[depth - 1]
-            if parent >= 0:
+            if parent >= 0 and (not plain_key or position - key_start >= lengths.shape[0]
+                                or lengths[position - key_start]):
                 node = np.int64(_child(data, key_start, position, parent, names,
                                        name_offsets, parents))
                 if node == -2:
@@ -202,11 +206,7 @@ def _locate_one(data: npt.NDArray[np.uint8], position: int, end: int,
                 if position < 0:
                     return False
                 if column >= 0:
-                    kinds[column] = FIELD_PLAIN
-                    for inside in range(value_start, position):
-                        if data[inside] == 0x5C:
-                            kinds[column] = FIELD_ESCAPED
-                            break
+                    kinds[column] = FIELD_STRING
                     starts[column] = value_start
                     ends[column] = position
                 position += 1
@@ -253,7 +253,7 @@ def copy_fields(data: npt.NDArray[np.uint8], kinds: npt.NDArray[np.int8],
     offsets[0] = 0
     for row in range(kinds.shape[0]):
         kind = kinds[row]
-        if kind == FIELD_ESCAPED:
+        if kind == FIELD_STRING:
             length = _unescape(data, starts[row], ends[row], out, length)
         elif kind != FIELD_ABSENT:
             last = ends[row]

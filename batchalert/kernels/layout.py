@@ -35,7 +35,7 @@ ROLE_LINE, ROLE_TAG, ROLE_STREAM = 0, 1, 2
 
 FIELDS_MAX_DEPTH = 64  # as the screen; deeper values are left to Polars' JSON reader
 
-# What `locate_fields` found for a field: nothing (or null), a string without escapes, a string
-# with escapes, text to copy as it is (true, false, an integer), or a decimal number whose
-# trailing zeros Polars drops.
-FIELD_ABSENT, FIELD_PLAIN, FIELD_ESCAPED, FIELD_TEXT, FIELD_DECIMAL = range(5)
+# Kinds of field value that `locate_fields` finds: nothing (or null), a string whose escapes
+# are to be decoded, text to copy as it is (true, false, an integer), or a decimal number
+# whose trailing zeros Polars drops.
+FIELD_ABSENT, FIELD_STRING, FIELD_TEXT, FIELD_DECIMAL = range(4)

@@ -103,6 +103,7 @@ def screen_values(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
             passed: npt.NDArray[np.bool_]) -> None:  # pragma: no cover - compiled
     stack = np.zeros(SCREEN_MAX_DEPTH, dtype=np.uint8)
     seen = np.zeros(roles.shape[0], dtype=np.bool_)
+    lengths = _name_lengths(name_offsets, 0)
     for row in range(passed.shape[0]):
         if excluded[row]:
             continue
@@ -110,14 +111,15 @@ def screen_values(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
         if end == start or end - start > max_bytes:
             continue
         passed[row] = _screen_one(data, start, end, names, name_offsets, roles, docker_line,
-                                  stack, seen)
+                                  stack, seen, lengths)
 
 
 @inline_jit
 def _screen_one(data: npt.NDArray[np.uint8], position: int, end: int,
                 names: npt.NDArray[np.uint8], name_offsets: npt.NDArray[np.int64],
                 roles: npt.NDArray[np.int8], docker_line: int, stack: npt.NDArray[np.uint8],
-                seen: npt.NDArray[np.bool_]) -> bool:  # pragma: no cover - compiled
+                seen: npt.NDArray[np.bool_],
+                lengths: npt.NDArray[np.bool_]) -> bool:  # pragma: no cover - compiled
     """Check one value; see the module docstring for what passes."""
     seen[:] = False
     line_index = -1  # index among the shape's line fields of the line the parser reads
@@ -143,11 +145,13 @@ def _screen_one(data: npt.NDArray[np.uint8], position: int, end: int,
                 return False
             else:
                 key_start = position + 1
-                position = _string_end(data, key_start, end)
+                position, plain_key = _key_end(data, key_start, end)
                 if position < 0:
                     return False
                 field = -1
-                if depth == 1:
+                # A plain key of a length no tracked name has is no tracked name.
+                if depth == 1 and (not plain_key or position - key_start >= lengths.shape[0]
+                                   or lengths[position - key_start]):
                     field = _tracked_field(data, key_start, position, names, name_offsets)
                     if field == -2:
                         return False
@@ -276,6 +280,32 @@ def _tracked_field(data: npt.NDArray[np.uint8], start: int, end: int,
         if _same_bytes(data, start, names, name_start, length):
             return index
     return -1
+
+
+@inline_jit
+def _key_end(data: npt.NDArray[np.uint8], position: int,
+             end: int) -> tuple[int, bool]:  # pragma: no cover - compiled
+    """Return the closing quote of the key starting at `position` (-1 if invalid), and
+    whether the key is plain ASCII, so without escapes. Most keys are, and take this loop."""
+    start = position
+    while position < end and _PLAIN[data[position]]:
+        position += 1
+    if position < end and data[position] == 0x22:
+        return position, True
+    return _string_end(data, start, end), False
+
+
+@inline_jit
+def _name_lengths(name_offsets: npt.NDArray[np.int64],
+                  first: int) -> npt.NDArray[np.bool_]:  # pragma: no cover - compiled
+    """Return 64 flags, true for the lengths of names `first` on; a plain key of another
+    length below 64 is none of the names."""
+    lengths = np.zeros(64, dtype=np.bool_)
+    for index in range(first, name_offsets.shape[0] - 1):
+        length = name_offsets[index + 1] - name_offsets[index]
+        if length < 64:
+            lengths[length] = True
+    return lengths
 
 
 @inline_jit
