@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Generic, TypeVar
 
@@ -36,16 +37,18 @@ class _Done:
 class ReadAhead(Generic[Item, Result]):
     """Iterate `step(item)` for each item of `items`, computed in a thread ahead of time.
 
-    At most `depth` results wait, and together at most `max_bytes` as `size_of` counts them;
-    one result always fits, whatever its size. Use it as a context manager: leaving the block
-    early (an exception in the consumer) stops the thread after its current item and closes
-    `items`. An exception raised by `items` or by `step` is raised again in the consumer, at
-    the point where that item would have come.
+    With `workers` above 1, the thread takes the items and that many threads run `step` on
+    them, while the results still come in the order of the items. At most `depth` results
+    wait, and together at most `max_bytes` as `size_of` counts them; one result always fits,
+    whatever its size. Use it as a context manager: leaving the block early (an exception in
+    the consumer) stops the threads after their current items and closes `items`. An
+    exception raised by `items` or by `step` is raised again in the consumer, at the point
+    where that item would have come.
     """
 
     def __init__(self, items: Iterator[Item], step: Callable[[Item], Result],
                  depth: int = DEFAULT_DEPTH, max_bytes: int = DEFAULT_MAX_BYTES,
-                 size_of: Callable[[Result], int] | None = None) -> None:
+                 size_of: Callable[[Result], int] | None = None, workers: int = 1) -> None:
         self._items = items
         self._step = step
         self._depth = depth
@@ -57,6 +60,9 @@ class ReadAhead(Generic[Item, Result]):
         self._stop = False
         self._thread = threading.Thread(target=self._work, name="batchalert-read-ahead",
                                         daemon=True)
+        self._workers = workers
+        self._pool = (ThreadPoolExecutor(workers, thread_name_prefix="batchalert-step")
+                      if workers > 1 else None)
 
     def __enter__(self) -> Iterator[Result]:
         self._thread.start()
@@ -70,6 +76,8 @@ class ReadAhead(Generic[Item, Result]):
             self._waiting_bytes = 0
             self._changed.notify_all()
         self._thread.join()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _results(self) -> Iterator[Result]:
         while True:
@@ -86,22 +94,46 @@ class ReadAhead(Generic[Item, Result]):
             yield result
 
     def _work(self) -> None:
+        started: collections.deque[Future[Result]] = collections.deque()
         try:
-            for item in self._items:
-                if self._stop:
+            items_error = None
+            iterator = iter(self._items)
+            while not self._stop:
+                try:
+                    item = next(iterator)
+                except StopIteration:
                     break
-                result = self._step(item)
-                size = self._size_of(result) if self._size_of is not None else 0
-                if not self._put(result, size):
+                except BaseException as exc:  # raised after the results of earlier items
+                    items_error = exc
                     break
+                if self._pool is None:
+                    if not self._deliver(self._step(item)):
+                        return
+                    continue
+                # One item more than workers is started, so that no worker waits.
+                started.append(self._pool.submit(self._step, item))
+                while len(started) > self._workers:
+                    if not self._deliver(started.popleft().result()):
+                        return
+            while started and not self._stop:
+                if not self._deliver(started.popleft().result()):
+                    return
+            if items_error is not None:
+                raise items_error
         except BaseException as exc:  # handed to the consumer, which raises it
             self._put(_Done(exc), 0)
         else:
             self._put(_Done(), 0)
         finally:
+            for future in started:
+                future.cancel()
             close = getattr(self._items, "close", None)
             if close is not None:
                 close()
+
+    def _deliver(self, result: Result) -> bool:
+        size = self._size_of(result) if self._size_of is not None else 0
+        return self._put(result, size)
 
     def _put(self, result: Result | _Done, size: int) -> bool:
         """Queue `result` once it fits; False if the consumer left."""

@@ -93,3 +93,71 @@ def test_one_result_larger_than_the_budget_still_passes() -> None:
         collected = list(results)
 
     assert collected == [1, 2]
+
+
+def test_workers_keep_item_order() -> None:
+    threads: set[str] = set()
+
+    def step(item: int) -> int:
+        threads.add(threading.current_thread().name)
+        time.sleep(0.001 * (item % 3))  # later items often finish first
+        return item * 10
+
+    with ReadAhead(iter(range(60)), step, depth=3, workers=2) as results:
+        collected = list(results)
+
+    assert collected == [item * 10 for item in range(60)]
+    assert len(threads) == 2
+    assert all(name.startswith("batchalert-step") for name in threads)
+
+
+def test_workers_raise_step_error_in_order() -> None:
+    def step(item: int) -> int:
+        if item == 5:
+            time.sleep(0.02)  # the items after it finish first
+            raise ValueError("bad batch")
+        return item
+
+    collected = []
+    with pytest.raises(ValueError, match="bad batch"), \
+            ReadAhead(iter(range(20)), step, workers=2) as results:
+        for result in results:
+            collected.append(result)
+
+    assert collected == [0, 1, 2, 3, 4]
+
+
+def test_workers_results_before_items_error() -> None:
+    def items() -> Iterator[int]:
+        yield from range(4)
+        raise OSError("broker gone")
+
+    def step(item: int) -> int:
+        time.sleep(0.01)
+        return item
+
+    collected = []
+    with pytest.raises(OSError, match="broker gone"), \
+            ReadAhead(items(), step, workers=2) as results:
+        for result in results:
+            collected.append(result)
+
+    assert collected == [0, 1, 2, 3]
+
+
+def test_workers_stop_on_early_exit() -> None:
+    closed = threading.Event()
+
+    def items() -> Iterator[int]:
+        try:
+            yield from range(1_000_000)
+        finally:
+            closed.set()
+
+    read_ahead = ReadAhead(items(), lambda item: item, depth=2, workers=2)
+    with pytest.raises(RuntimeError, match="consumer failed"), read_ahead as results:
+        next(results)
+        raise RuntimeError("consumer failed")
+
+    assert closed.is_set()
+    assert not read_ahead._thread.is_alive()
