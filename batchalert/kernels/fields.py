@@ -36,6 +36,9 @@ from batchalert.kernels.text import (
 # Decimal numbers with more significant digits than this may print differently once read as
 # a 64-bit float, which is what Polars does with a number read into a String column.
 _MAX_DECIMAL_DIGITS = 15
+# Zeros after "0." up to which a decimal stays a normal 64-bit float (1e-300 does; 2.2e-308
+# is the smallest). Below it a float keeps fewer digits.
+_MAX_LEADING_ZEROS = 300
 
 
 def locate_fields(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
@@ -127,6 +130,8 @@ def _number_kind(data: npt.NDArray[np.uint8], start: int,
         while leading < last and data[leading] == 0x30:
             leading += 1
             significant -= 1
+        if leading - (position + 1) > _MAX_LEADING_ZEROS:
+            return np.int64(-1)  # below the normal floats, Polars prints fewer digits
     if significant > _MAX_DECIMAL_DIGITS:
         return np.int64(-1)
     return np.int64(FIELD_DECIMAL)

@@ -21,6 +21,11 @@ _OBJECT, _ARRAY = 0, 1
 _PLAIN = np.zeros(256, dtype=np.bool_)
 _PLAIN[0x20:0x7F] = True
 _PLAIN[0x22] = _PLAIN[0x5C] = False
+# Polars reads a whole number as a 128-bit integer and rejects the record when it does not
+# fit (2**128 has 39 digits), and it rejects a float beyond 1.8e308 (1e309). Numbers with a
+# longer integer part or a three-digit exponent are left to the full parser.
+_MAX_INTEGER_DIGITS = 38
+_MAX_EXPONENT_DIGITS = 2
 
 
 def mark_invalid_utf8(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
@@ -149,7 +154,7 @@ def _screen_one(data: npt.NDArray[np.uint8], position: int, end: int,
                 if position < 0:
                     return False
                 field = -1
-                # A plain key of a length no tracked name has is no tracked name.
+                # A plain key whose length no tracked name has matches none of them.
                 if depth == 1 and (not plain_key or position - key_start >= lengths.shape[0]
                                    or lengths[position - key_start]):
                     field = _tracked_field(data, key_start, position, names, name_offsets)
@@ -298,8 +303,8 @@ def _key_end(data: npt.NDArray[np.uint8], position: int,
 @inline_jit
 def _name_lengths(name_offsets: npt.NDArray[np.int64],
                   first: int) -> npt.NDArray[np.bool_]:  # pragma: no cover - compiled
-    """Return 64 flags, true for the lengths of names `first` on; a plain key of another
-    length below 64 is none of the names."""
+    """Return 64 flags, true for the lengths of names `first` on. A plain key shorter than
+    64 bytes whose length is not flagged matches none of the names."""
     lengths = np.zeros(64, dtype=np.bool_)
     for index in range(first, name_offsets.shape[0] - 1):
         length = name_offsets[index + 1] - name_offsets[index]
@@ -382,7 +387,11 @@ def _hex_value(byte: int) -> int:  # pragma: no cover - compiled
 @inline_jit
 def _scalar_end(data: npt.NDArray[np.uint8], position: int,
                 end: int) -> int:  # pragma: no cover - compiled
-    """Return the position after the number or literal at `position`, or -1 if it is neither."""
+    """Return the position after the number or literal at `position`, or -1 if it is neither.
+
+    Also -1 for a number that Polars' JSON reader may reject although JSON allows it (see
+    _MAX_INTEGER_DIGITS), which the full parser then reports.
+    """
     byte = data[position]
     if byte == 0x74:  # true
         return _literal_end(data, position, end, 0x72, 0x75, 0x65, 0)
@@ -397,7 +406,10 @@ def _scalar_end(data: npt.NDArray[np.uint8], position: int,
     if data[position] == 0x30:
         position += 1
     elif 0x31 <= data[position] <= 0x39:
+        digits_start = position
         position = _digits_end(data, position, end)
+        if position - digits_start > _MAX_INTEGER_DIGITS:
+            return -1
     else:
         return -1
     if position < end and data[position] == 0x2E:  # .
@@ -410,7 +422,7 @@ def _scalar_end(data: npt.NDArray[np.uint8], position: int,
         if position < end and (data[position] == 0x2B or data[position] == 0x2D):
             position += 1
         after = _digits_end(data, position, end)
-        if after == position:
+        if after == position or after - position > _MAX_EXPONENT_DIGITS:
             return -1
         position = after
     return position

@@ -60,6 +60,7 @@ def check_exact(texts: list[str | None], paths: list[str] = PATHS) -> list[bool]
     ('{"log":true,"message":false}', {"log": "true", "message": "false"}),
     ('  {"a":[1,{"log":"inner"},[]],"b":{},"log":"x"}\t', {"log": "x"}),
     ('{"log":"caf\u00e9 \U0001f600"}', {"log": "caf\u00e9 \U0001f600"}),
+    ('{"@timestamp":' + "9" * 38 + ',"a":1e99}', {"@timestamp": "9" * 38}),
 ])
 def test_reads_values_exactly(text: str, fields: dict[str, str]) -> None:
     assert check_exact([text]) == [True]
@@ -88,6 +89,12 @@ def test_reads_values_exactly(text: str, fields: dict[str, str]) -> None:
     '[{"log":"x"}]',
     '{"log":"x"}\n',  # white space other than blanks and tabs
     '{"log":"x\ty"}',  # a raw control character in a string
+    # Numbers Polars rejects, tracked or not: beyond a 128-bit integer or a 64-bit float.
+    '{"log":"x","a":340282366920938463463374607431768211456}',
+    '{"log":"x","a":1e309}',
+    '{"time":' + "1" * 39 + '}',
+    # Below the normal floats, where Polars prints fewer digits.
+    '{"time":0.' + "0" * 309 + '123456789012345}',
     '{"a":' + "[" * FIELDS_MAX_DEPTH + "]" * FIELDS_MAX_DEPTH + ',"log":"x"}',
 ])
 def test_leaves_unsure_values_to_polars(text: str) -> None:
