@@ -7,8 +7,9 @@ records, so the screen checks those values in one pass over the Arrow buffers in
 - the size is between 1 byte and the shape's `max_value_bytes`;
 - the bytes are well-formed UTF-8 (RFC 3629);
 - the value is one strict JSON object (RFC 8259), nested at most
-  `batchalert.kernels.layout.SCREEN_MAX_DEPTH` levels, with no escaped lone surrogate and no
-  raw line break;
+  `batchalert.kernels.layout.SCREEN_MAX_DEPTH` levels, with no escaped lone surrogate, no
+  raw line break, and no number that Polars' reader rejects (more than 38 integer digits, or
+  an exponent of three digits);
 - the object has a line: a top-level line field of the shape whose value is a string, and every
   line field it has is a string;
 - the line is no fragment: no log tag "P", and no unterminated Docker piece (see
