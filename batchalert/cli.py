@@ -55,14 +55,10 @@ def _fail(error: BatchalertError) -> typer.Exit:
 
 def _load(job: Path | None, overrides: Mapping[str, object]) -> JobConfig:
     loaded = load_job(job, overrides)
-    _check_templates(loaded)
-    return loaded
-
-
-def _check_templates(loaded: JobConfig) -> None:
     from batchalert.alerts import AlertRenderer
 
     AlertRenderer(loaded.language, loaded.templates).check(loaded.rules)
+    return loaded
 
 
 @app.command()
@@ -145,15 +141,13 @@ def _run(job: Path | None, overrides: Mapping[str, object], settings: _RunSettin
     failed: BaseException | None = None
     start: ConsumerStart | None = None
     try:
-        loaded = load_job(job, overrides)
-        since_seconds = parse_duration(settings.since) if settings.since else None
+        loaded = _load(job, overrides)
+        since_seconds = _since_seconds(settings.since)
         if not loaded.receivers and not settings.dry_run:
             raise ConfigError("no receiver configured; add `receivers` to the job file, pass "
                               "--receiver-url, or use --dry-run")
-        # The consumer connects while the templates are checked and the modules for reading,
-        # parsing and posting load.
+        # The consumer connects while the modules for reading, parsing and posting load.
         start = ConsumerStart(loaded.source)
-        _check_templates(loaded)
         from batchalert.events import log_run_end, log_run_start
         from batchalert.pipeline import RunOptions, run_job
         from batchalert.progress import RunProgress
@@ -196,6 +190,15 @@ def _summary_lines(result: RunResult) -> list[str]:
     from batchalert.summary import summary_lines
 
     return summary_lines(result)
+
+
+def _since_seconds(since: str | None) -> float | None:
+    if not since:
+        return None
+    try:
+        return parse_duration(since)
+    except ConfigError as error:
+        raise ConfigError(f"--since: {error}") from None
 
 
 def _failed_delivery(error: BatchalertError) -> RunResult | None:

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry, push_to_gateway, pushadd_to_gateway
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import write_to_textfile
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from batchalert.errors import BatchalertError
@@ -78,6 +79,7 @@ def build_registry(
     job_label: bool = False,
     duration_seconds: float | None = None,
     finished_at: float | None = None,
+    kept_success: float | None = None,
 ) -> CollectorRegistry:
     """Build a new registry with the metrics of one finished run.
 
@@ -91,14 +93,18 @@ def build_registry(
     `duration_seconds` is used when there is no result to take the run's duration from.
     `finished_at` is the run's end in Unix seconds and defaults to now.
 
-    The last-success timestamp is exported only when `failed` is None. push_metrics relies on
-    that to keep the previous success time in the Pushgateway after a failed run.
+    The last-success timestamp is exported when `failed` is None, with the run's end. After a
+    failed run it is exported only as `kept_success`, the time of an earlier success that a
+    textfile held: a textfile is replaced as a whole. push_metrics relies on its absence to
+    keep the previous success time in the Pushgateway after a failed run.
     """
     finished = time.time() if finished_at is None else finished_at
     const = {"job": job_name} if job_label else {}
     if result is not None:
         duration_seconds = result.seconds
     families = _status_families(failed, finished, duration_seconds, result, const)
+    if failed is not None and kept_success is not None:
+        families.append(_last_success(kept_success, const))
     if result is not None:
         families += _result_families(result, const)
     if lag is not None:
@@ -141,12 +147,16 @@ def _status_families(
                1 if result is not None and result.committed else 0, const),
     ]
     if failed is None:
-        families.append(_gauge(LAST_SUCCESS, "Unix time at which the last successful run "
-                               "ended.", finished, const))
+        families.append(_last_success(finished, const))
     if duration_seconds is not None:
         families.append(_gauge(RUN_DURATION, "Duration of the last run in seconds.",
                                duration_seconds, const))
     return families
+
+
+def _last_success(finished: float, const: Mapping[str, str]) -> Metric:
+    return _gauge(LAST_SUCCESS, "Unix time at which the last successful run ended.", finished,
+                  const)
 
 
 def _result_families(result: RunResult, const: Mapping[str, str]) -> list[Metric]:
@@ -233,9 +243,36 @@ def export_run_metrics(
                                   duration_seconds=duration_seconds, finished_at=finished_at)
         push_metrics(registry, gateway_url, job_name, dict(grouping_key or {}))
     if textfile is not None:
+        kept = _textfile_success(textfile, job_name) if failed is not None else None
         registry = build_registry(job_name, result, failed=failed, lag=lag, job_label=True,
-                                  duration_seconds=duration_seconds, finished_at=finished_at)
+                                  duration_seconds=duration_seconds, finished_at=finished_at,
+                                  kept_success=kept)
         write_textfile(registry, textfile)
+
+
+def _textfile_success(path: Path, job_name: str) -> float | None:
+    """Return the last-success time of `job_name` in the textfile at `path`, or None.
+
+    A failed run writes it again, so that alerts on the age of the last success keep working
+    while runs fail.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        logger.warning("cannot read the last success time from %s (%s); the failed run's "
+                       "metrics leave it out", path, exc)
+        return None
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == LAST_SUCCESS and sample.labels.get("job") == job_name:
+                    return float(sample.value)
+    except ValueError as exc:
+        logger.warning("cannot parse the metrics in %s (%s); the failed run's metrics leave "
+                       "out the last success time", path, exc)
+    return None
 
 
 def push_metrics(

@@ -350,3 +350,32 @@ def test_main_keeps_httpcore_off_trio() -> None:
                                check=True)
 
     assert completed.stdout.strip() == "True"
+
+
+def test_invalid_template_fails_before_connecting(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  unused_port: int) -> None:
+    from batchalert.source import client
+
+    def no_connection(source: object) -> None:
+        raise AssertionError("the run connected to Kafka before checking its templates")
+
+    monkeypatch.setattr(client, "ConsumerStart", no_connection)
+    job = write_job(tmp_path, f"127.0.0.1:{unused_port}", "logs", "g",
+                    templates={"message": "{{ count "})
+    metrics_file = tmp_path / "run.prom"
+
+    result = CliRunner().invoke(app, ["run", "--job", str(job), "--dry-run",
+                                      "--metrics-file", str(metrics_file)])
+
+    assert result.exit_code == 2
+    assert "template" in result.output
+    assert not metrics_file.exists()
+
+
+def test_invalid_since_names_option() -> None:
+    result = CliRunner().invoke(app, ["run", "--since", "1hour", "--dry-run", "--brokers",
+                                      "127.0.0.1:9", "--topic", "t", "--group", "g"])
+
+    assert result.exit_code == 2
+    assert "--since: duration '1hour' is invalid" in result.output

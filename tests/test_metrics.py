@@ -198,6 +198,41 @@ class TestWriteTextfile:
         assert metrics.READ_RECORDS not in names
         assert metrics.RUN_SUCCESS in names
 
+    def test_failed_run_keeps_last_success(self, tmp_path: Path) -> None:
+        path = tmp_path / "batchalert.prom"
+        export_run_metrics("wordpress-404", make_result(), failed=None, textfile=path)
+        before = {f.name: f for f in text_string_to_metric_families(path.read_text())}
+        success = before[metrics.LAST_SUCCESS].samples[0].value
+
+        export_run_metrics("wordpress-404", None, failed=SourceError("down"), textfile=path)
+        export_run_metrics("wordpress-404", None, failed=SourceError("down"), textfile=path)
+
+        after = {f.name: f for f in text_string_to_metric_families(path.read_text())}
+        assert after[metrics.LAST_SUCCESS].samples[0].value == success
+        assert after[metrics.LAST_SUCCESS].samples[0].labels == {"job": "wordpress-404"}
+        assert after[metrics.RUN_SUCCESS].samples[0].value == 0
+        assert metrics.READ_RECORDS not in after
+
+    def test_failed_run_without_earlier_success(self, tmp_path: Path) -> None:
+        path = tmp_path / "batchalert.prom"
+        path.write_text("not metrics {{{\n")
+
+        export_run_metrics("wordpress-404", None, failed=SourceError("down"), textfile=path)
+        export_run_metrics("other-job", None, failed=SourceError("down"), textfile=path)
+
+        names = {f.name for f in text_string_to_metric_families(path.read_text())}
+        assert metrics.LAST_SUCCESS not in names
+        assert metrics.RUN_SUCCESS in names
+
+    def test_other_job_success_not_taken(self, tmp_path: Path) -> None:
+        path = tmp_path / "batchalert.prom"
+        export_run_metrics("wordpress-404", make_result(), failed=None, textfile=path)
+
+        export_run_metrics("other-job", None, failed=SourceError("down"), textfile=path)
+
+        names = {f.name for f in text_string_to_metric_families(path.read_text())}
+        assert metrics.LAST_SUCCESS not in names
+
     def test_missing_directory_only_warns(self, tmp_path: Path,
                                           caplog: pytest.LogCaptureFixture) -> None:
         path = tmp_path / "missing" / "batchalert.prom"
