@@ -194,12 +194,15 @@ def _retry_obstacle(budget: RetryBudget, delay: float, attempt: int) -> str:
     """Return why the request may not be retried after `delay` seconds, or "" if it may."""
     if budget.seconds <= 0:
         return "retries are off (retry_budget_seconds: 0)"
+    attempts = f"{attempt} attempt" if attempt == 1 else f"{attempt} attempts"
     if attempt >= MAX_ATTEMPTS:
-        return f"gave up after {attempt} attempts"
+        return f"gave up after {attempts}"
     if not budget.allows(delay):
-        return (f"gave up after {attempt} attempts, because waiting {delay:.1f} s more would "
-                f"exceed the retry budget of {budget.seconds:g} s ({budget.remaining:.1f} s "
-                f"left); raise retry_budget_seconds to wait longer")
+        # Two decimals, so that a wait and a remaining time that differ little do not print
+        # as the same number.
+        return (f"gave up after {attempts}, because waiting {delay:.2f} s more would exceed "
+                f"the retry budget of {budget.seconds:g} s ({budget.remaining:.2f} s left); "
+                f"raise retry_budget_seconds to wait longer")
     return ""
 
 

@@ -242,7 +242,7 @@ def test_retry_after_beyond_budget_fails_at_once() -> None:
 
     assert clock.sleeps == []
     assert len(handler.seen) == 1
-    assert "waiting 120.0 s more" in delivery.failures[0]
+    assert "waiting 120.00 s more" in delivery.failures[0]
 
 
 def test_attempts_bounded_when_retry_after_zero() -> None:
