@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from batchalert.config import JobConfig, build_job
-from batchalert.errors import SourceError
+from batchalert.errors import ConfigError, SourceError
 from batchalert.pipeline import RunOptions, run_job
 from tests.test_pipeline import fluent_bit_value
 
@@ -98,6 +98,19 @@ def test_mutual_tls_without_certificate_fails(kafka, secure_topic, group_id) -> 
                      {"protocol": "SSL", "ca_file": str(kafka.ca_file)})
 
     with pytest.raises(SourceError):
+        run_job(job, RunOptions(dry_run=True))
+
+
+@pytest.mark.parametrize("name", ["ca_file", "cert_file", "key_file"])
+def test_missing_tls_file_names_it(tmp_path: Path, name: str) -> None:
+    files = {key: _write(tmp_path / f"{key}.pem", "x") for key in ("ca_file", "cert_file",
+                                                                   "key_file")}
+    files[name] = tmp_path / "missing" / f"{name}.pem"
+    job = secure_job("127.0.0.1:9", "t", "g", {"protocol": "SSL",
+                                               **{key: str(path) for key, path in files.items()}})
+
+    with pytest.raises(ConfigError, match=f"source.security.{name}: {files[name]} is not a "
+                                          f"file"):
         run_job(job, RunOptions(dry_run=True))
 
 

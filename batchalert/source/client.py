@@ -13,7 +13,7 @@ from kafka import KafkaConsumer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from batchalert.config import SourceConfig, resolve_secret
-from batchalert.errors import SourceError
+from batchalert.errors import ConfigError, SourceError
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,12 @@ def _security_settings(source: SourceConfig) -> dict[str, Any]:
     security = source.security
     settings: dict[str, Any] = {"security_protocol": security.protocol}
     if security.protocol in ("SSL", "SASL_SSL"):
+        # kafka-python reports a missing file only as a broker it cannot reach.
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(security, name)
+            if path is not None and not path.is_file():
+                raise ConfigError(f"source.security.{name}: {path} is not a file; check the "
+                                  f"path, and that the Secret holding it is mounted there")
         settings["ssl_check_hostname"] = security.check_hostname
         if security.ca_file is not None:
             settings["ssl_cafile"] = str(security.ca_file)
