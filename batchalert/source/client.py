@@ -121,7 +121,10 @@ class ConsumerStart:
         threading.Thread(target=self._open, name="batchalert-connect", daemon=True).start()
 
     def take(self) -> KafkaConsumer:
-        """Wait for the consumer and return it; raise SourceError when it did not open."""
+        """Wait for the consumer and return it, or raise the error that kept it from opening.
+
+        That is a SourceError, or a ConfigError for a TLS file or secret that is missing.
+        """
         with self._lock:
             if self._claimed:
                 raise RuntimeError("the started consumer was already taken or abandoned")
@@ -145,7 +148,7 @@ class ConsumerStart:
         try:
             consumer.partitions_for_topic(self._source.topic)
         except KafkaError as exc:
-            # The run asks again and reports what fails then.
+            # The run requests the metadata again and reports what fails then.
             logger.debug("reading metadata of topic %r failed: %s", self._source.topic, exc)
         self._opened.set_result(consumer)
 
