@@ -243,10 +243,11 @@ def export_run_metrics(
                                   duration_seconds=duration_seconds, finished_at=finished_at)
         push_metrics(registry, gateway_url, job_name, dict(grouping_key or {}))
     if textfile is not None:
-        kept = _textfile_success(textfile, job_name) if failed is not None else None
+        kept_success = (_textfile_success(textfile, job_name) if failed is not None
+                        else None)
         registry = build_registry(job_name, result, failed=failed, lag=lag, job_label=True,
                                   duration_seconds=duration_seconds, finished_at=finished_at,
-                                  kept_success=kept)
+                                  kept_success=kept_success)
         write_textfile(registry, textfile)
 
 

@@ -25,10 +25,10 @@ from batchalert.kernels.text import (
     _VALUE,
     _VALUE_OR_CLOSE,
     _digits_end,
+    _find_name,
     _hex_value,
     _key_end,
     _name_lengths,
-    _same_bytes,
     _scalar_end,
     _string_end,
 )
@@ -76,26 +76,6 @@ def _blank_end(data: npt.NDArray[np.uint8], position: int,
     while position < end and (data[position] == 0x20 or data[position] == 0x09):
         position += 1
     return position
-
-
-@inline_jit
-def _child(data: npt.NDArray[np.uint8], start: int, end: int, parent: int,
-           names: npt.NDArray[np.uint8], name_offsets: npt.NDArray[np.int64],
-           parents: npt.NDArray[np.int64]) -> int:  # pragma: no cover - compiled
-    """Return the node under `parent` whose key is data[start:end]; -1 if none, -2 if escaped."""
-    for position in range(start, end):
-        if data[position] == 0x5C:
-            return -2
-    length = end - start
-    for node in range(1, parents.shape[0]):
-        if parents[node] != parent:
-            continue
-        name_start = name_offsets[node]
-        if name_offsets[node + 1] - name_start != length:
-            continue
-        if _same_bytes(data, start, names, name_start, length):
-            return node
-    return -1
 
 
 @inline_jit
@@ -171,8 +151,8 @@ def _locate_one(data: npt.NDArray[np.uint8], position: int, end: int,
             parent = stack[depth - 1]
             if parent >= 0 and (not plain_key or position - key_start >= lengths.shape[0]
                                 or lengths[position - key_start]):
-                node = np.int64(_child(data, key_start, position, parent, names,
-                                       name_offsets, parents))
+                node = np.int64(_find_name(data, key_start, position, names, name_offsets,
+                                           parents, parent))
                 if node == -2:
                     return False
                 if node >= 0:

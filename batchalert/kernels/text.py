@@ -274,11 +274,23 @@ def _tracked_field(data: npt.NDArray[np.uint8], start: int, end: int,
 
     An escaped key could spell a tracked name in another way, which the screen does not decode.
     """
+    # An empty slice of `name_offsets` stands for "no parents": every name is a candidate.
+    return _find_name(data, start, end, names, name_offsets, name_offsets[:0], 0)
+
+
+@inline_jit
+def _find_name(data: npt.NDArray[np.uint8], start: int, end: int, names: npt.NDArray[np.uint8],
+               name_offsets: npt.NDArray[np.int64], parents: npt.NDArray[np.int64],
+               parent: int) -> int:  # pragma: no cover - compiled
+    """Return the index of the name equal to data[start:end], -1 if none, -2 if the key has an
+    escape. With `parents` not empty, only names whose parent is `parent` count."""
     for position in range(start, end):
         if data[position] == 0x5C:
             return -2
     length = end - start
     for index in range(name_offsets.shape[0] - 1):
+        if parents.shape[0] and parents[index] != parent:
+            continue
         name_start = name_offsets[index]
         if name_offsets[index + 1] - name_start != length:
             continue

@@ -56,7 +56,7 @@ class TestConsumerStart:
                                               f"{unused_port}"), open_consumer(source, start):
             pass
 
-    def test_metadata_error_is_left_to_the_run(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_metadata_error_left_to_run(self, monkeypatch: pytest.MonkeyPatch) -> None:
         class NoMetadata(_FakeConsumer):
             def partitions_for_topic(self, topic: str) -> set[int]:
                 from kafka.errors import KafkaTimeoutError
@@ -108,7 +108,7 @@ class TestConsumerStart:
         time.sleep(0.1)
         assert not fake.closed.is_set()
 
-    def test_second_take_is_refused(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_second_take_raises(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(client, "_new_consumer", lambda source: _FakeConsumer())
         start = ConsumerStart(_source("127.0.0.1:1"))
         start.take()
