@@ -19,9 +19,10 @@ next run delivers the same alerts again (at least once, never lost).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,6 +159,9 @@ def _release_quietly(lock: RunLock) -> None:
 # Threads that screen reader batches. Screening takes about half the CPU time of
 # `bench.parse_only`, and with one thread for it a core sat idle there.
 _SCREEN_WORKERS = 2
+# Threads that parse and aggregate full chunks. With one, the last chunks waited for it after
+# the screen had finished and a core sat idle.
+PARSE_THREADS = 2
 
 
 def uses_prefilter(job: JobConfig) -> bool:
@@ -311,14 +315,18 @@ def aggregate_batches(batches: Iterator[pa.RecordBatch], chunks: ChunkAggregator
     """Feed `batches` to `chunks` and return the aggregator.
 
     A thread reads the batches and two more screen them (`ChunkAggregator.screen`) while this
-    one parses and aggregates what they screened. The cores share the work, since the
-    reader's sockets, the compiled kernels and Polars release the GIL.
+    one gathers what they screened and hands each full chunk to the parse threads of
+    `chunks`. The cores share the work, since the reader's sockets, the compiled kernels and
+    Polars release the GIL.
     """
-    with ReadAhead(batches, chunks.screen, size_of=Screened.nbytes,
-                   workers=_SCREEN_WORKERS) as screened:
-        for item in screened:
-            chunks.take(item)
-    return chunks.finish()
+    try:
+        with ReadAhead(batches, chunks.screen, size_of=Screened.nbytes,
+                       workers=_SCREEN_WORKERS) as screened:
+            for item in screened:
+                chunks.take(item)
+        return chunks.finish()
+    finally:
+        chunks.close()
 
 
 class ChunkAggregator:
@@ -328,9 +336,14 @@ class ChunkAggregator:
     suspects are gathered apart over several batches, each until they fill
     `job.chunk_records`: the few records of each batch parse far faster together. Suspects
     are parsed apart because they are mostly malformed, and a malformed record sends the JSON
-    reader of its whole chunk down a slower path that takes more memory. Suspects contain no
-    status code of a rule, so they never match, and the order of parsing changes no alert.
-    `on_parsed` receives each parsed chunk with its records, for the dead-letter files.
+    reader of its whole chunk down a slower path that takes more memory.
+
+    Full chunks parse in `PARSE_THREADS` threads, at most one chunk per thread at a time, and
+    the caller's thread waits only when all of them are busy. Each thread adds its chunk to
+    the aggregator under a lock. Counts, first and last times and the samples (the earliest
+    by time, partition and offset) do not depend on the order of the chunks, so no alert
+    does. `on_parsed` receives each parsed chunk with its records, for the dead-letter files,
+    also under that lock. Call `finish` for the result, and `close` in any case.
     """
 
     def __init__(self, job: JobConfig, prefilter: bool,
@@ -342,6 +355,9 @@ class ChunkAggregator:
         self._on_parsed = on_parsed
         self._candidates = _Gathered()
         self._suspects = _Gathered()
+        self._pool: ThreadPoolExecutor | None = None
+        self._parsing: list[Future[None]] = []
+        self._lock = threading.Lock()
 
     def add(self, batch: pa.RecordBatch) -> None:
         """Take one reader batch; parse what has gathered once it fills a chunk."""
@@ -356,46 +372,74 @@ class ChunkAggregator:
         return Screened(candidates, suspects, skipped)
 
     def take(self, screened: Screened) -> None:
-        """Gather the records of one screened batch; parse them once they fill a chunk."""
+        """Gather the records of one screened batch; start parsing them once they fill a chunk.
+        """
         if screened.suspects is None:
-            self._consume(screened.candidates, 0)
-            release_free_memory()
+            self._submit(screened.candidates, 0)
             return
         self._candidates.add(screened.candidates, screened.skipped)
         self._suspects.add(screened.suspects, 0)
         for gathered in (self._candidates, self._suspects):
             if gathered.rows >= self._job.chunk_records:
-                self._consume(*gathered.take())
-                release_free_memory()
+                self._submit(*gathered.take())
 
     def finish(self) -> RunAggregator:
-        """Parse what is still gathered and return the aggregator.
+        """Parse what is still gathered, wait for every chunk and return the aggregator.
 
         The last candidates and the suspects, which rarely fill a chunk and so wait for the
-        end, parse at the same time: one in a thread, since Polars releases the GIL. This
-        is the part of a run that nothing else overlaps.
+        end, start at once, next to the chunks still parsing.
         """
-        left = [gathered.take() for gathered in (self._candidates, self._suspects)
-                if gathered.batches or gathered.skipped]
-        if len(left) == 2 and left[0][0].num_rows and left[1][0].num_rows:
-            with ThreadPoolExecutor(1, thread_name_prefix="batchalert-parse") as pool:
-                suspects = pool.submit(parse_chunk, left[1][0], self._job)
-                candidates = parse_chunk(left[0][0], self._job)
-                parsed = [candidates, suspects.result()]
-            for (batch, skipped), frame in zip(left, parsed, strict=True):
-                self._aggregate(batch, frame, skipped)
-        else:
-            for batch, skipped in left:
-                self._consume(batch, skipped)
+        for gathered in (self._candidates, self._suspects):
+            if gathered.batches or gathered.skipped:
+                self._submit(*gathered.take(), at_end=True)
+        self._wait(0)
         return self.aggregator
 
-    def _consume(self, batch: pa.RecordBatch, skipped: int) -> None:
-        self._aggregate(batch, parse_chunk(batch, self._job), skipped)
+    def close(self) -> None:
+        """Stop the parse threads; chunks not started are dropped. Safe to call twice."""
+        if self._pool is not None:
+            for future in self._parsing:
+                future.cancel()
+            self._pool.shutdown(wait=True)
+            self._pool = None
+            self._parsing = []
 
-    def _aggregate(self, batch: pa.RecordBatch, parsed: pl.DataFrame, skipped: int) -> None:
-        self.aggregator.add(parsed, skipped=skipped)
-        if self._on_parsed is not None:
-            self._on_parsed(batch, parsed)
+    def _submit(self, batch: pa.RecordBatch, skipped: int, at_end: bool = False) -> None:
+        """Start parsing a chunk; before the end, first wait for a free thread."""
+        if self._pool is None:
+            # One spare thread: at the end, the last two chunks start while two may still parse.
+            self._pool = ThreadPoolExecutor(PARSE_THREADS + 1,
+                                            thread_name_prefix="batchalert-parse")
+        if not at_end:
+            self._wait(PARSE_THREADS - 1)
+        self._parsing.append(self._pool.submit(self._consume, batch, skipped))
+
+    def _wait(self, busy: int) -> None:
+        """Wait until at most `busy` chunks are parsing; raise the error of a failed one."""
+        while True:
+            running = []
+            for future in self._parsing:
+                if future.done():
+                    future.result()
+                else:
+                    running.append(future)
+            self._parsing = running
+            if len(running) <= busy:
+                return
+            wait(running, return_when=FIRST_COMPLETED)
+
+    def _consume(self, batch: pa.RecordBatch, skipped: int) -> None:
+        parsed = parse_chunk(batch, self._job) if batch.num_rows else None
+        with self._lock:
+            if parsed is None:
+                self.aggregator.counts.records += skipped
+                self.aggregator.counts.skipped += skipped
+            else:
+                self.aggregator.add(parsed, skipped=skipped)
+                if self._on_parsed is not None:
+                    self._on_parsed(batch, parsed)
+        del parsed
+        release_free_memory()
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ def test_called_after_each_parsed_chunk(monkeypatch: pytest.MonkeyPatch,
 
     for start in range(0, batch.num_rows, 1000):
         chunks.add(batch.slice(start, 1000))
+    chunks.finish()
+    chunks.close()
 
     assert len(parsed) >= 2
     assert len(calls) == len(parsed)

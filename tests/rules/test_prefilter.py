@@ -236,24 +236,28 @@ def test_last_chunks_parse_together_and_errors_surface(monkeypatch: pytest.Monke
     job = build_job({"source": {"brokers": ["x:1"], "topic": "t", "group": "g"}}, "t")
     batch = values_batch([VALUES[0], VALUES[3], b"\xff\xfe not json"])
     threads: list[str] = []
+    # Both last chunks must be parsing at once to pass the barrier; one after the other,
+    # the first waits 10 s and the barrier breaks.
+    together = threading.Barrier(2, timeout=10)
     real_parse = batchalert.pipeline.parse_chunk
 
     def recording_parse(records: pa.RecordBatch, job: JobConfig) -> pl.DataFrame:
         threads.append(threading.current_thread().name)
+        together.wait()
         return real_parse(records, job)
 
     monkeypatch.setattr(batchalert.pipeline, "parse_chunk", recording_parse)
     chunks = ChunkAggregator(job, prefilter=True)
     chunks.add(batch)
     counts = chunks.finish().counts
+    chunks.close()
 
-    assert len(threads) == 2
-    assert "MainThread" in threads
-    assert any(name.startswith("batchalert-parse") for name in threads)
+    assert len(set(threads)) == 2
+    assert all(name.startswith("batchalert-parse") for name in threads)
     assert (counts.records, counts.access, counts.malformed, counts.skipped) == (3, 1, 1, 1)
 
     def failing_parse(records: pa.RecordBatch, job: JobConfig) -> pl.DataFrame:
-        if threading.current_thread().name.startswith("batchalert-parse"):
+        if records.num_rows == 1:  # the suspects
             raise ValueError("suspects failed")
         return real_parse(records, job)
 
@@ -262,3 +266,63 @@ def test_last_chunks_parse_together_and_errors_surface(monkeypatch: pytest.Monke
     chunks.add(batch)
     with pytest.raises(ValueError, match="suspects failed"):
         chunks.finish()
+    chunks.close()
+
+
+def test_full_chunks_parse_in_bounded_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    job = build_job({"source": {"brokers": ["x:1"], "topic": "t", "group": "g"},
+                     "chunk_records": 500}, "t")
+    batch = values_batch(list(generate(6_000, seed=21)))
+    lock = threading.Lock()
+    running = [0]
+    most = [0]
+    real_parse = batchalert.pipeline.parse_chunk
+
+    def counting_parse(records: pa.RecordBatch, job: JobConfig) -> pl.DataFrame:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            return real_parse(records, job)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(batchalert.pipeline, "parse_chunk", counting_parse)
+    chunks = ChunkAggregator(job, prefilter=False)
+    for start in range(0, batch.num_rows, 500):
+        chunks.add(batch.slice(start, 500))
+    result = chunks.finish()
+    chunks.close()
+    whole = RunAggregator(job.rules)
+    whole.add(real_parse(batch, job))
+
+    assert 2 <= most[0] <= batchalert.pipeline.PARSE_THREADS
+    assert result.counts == whole.counts
+    assert [(g.key, g.count, g.first, g.last, g.samples) for g in result.groups()] == [
+        (g.key, g.count, g.first, g.last, g.samples) for g in whole.groups()]
+
+
+def test_a_failed_chunk_stops_the_run_and_leaves_no_thread(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    job = build_job({"source": {"brokers": ["x:1"], "topic": "t", "group": "g"},
+                     "chunk_records": 500}, "t")
+    batch = values_batch(list(generate(3_000, seed=22)))
+    calls = [0]
+    real_parse = batchalert.pipeline.parse_chunk
+
+    def failing_parse(records: pa.RecordBatch, job: JobConfig) -> pl.DataFrame:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise MemoryError("chunk failed")
+        return real_parse(records, job)
+
+    monkeypatch.setattr(batchalert.pipeline, "parse_chunk", failing_parse)
+    before = {thread.name for thread in threading.enumerate()}
+    with pytest.raises(MemoryError, match="chunk failed"):
+        batchalert.pipeline.aggregate_batches(
+            (batch.slice(start, 500) for start in range(0, batch.num_rows, 500)),
+            ChunkAggregator(job, prefilter=False))
+
+    left = {thread.name for thread in threading.enumerate()} - before
+    assert not [name for name in left if name.startswith("batchalert-parse")]
