@@ -27,6 +27,8 @@ MISSING = "-"
 
 _SCOPE_KEYS = ("namespace", "workload", "pod", "container")
 _SAMPLE_ORDER = ["time", "partition", "offset"]
+# Partial aggregates that wait before they are merged into the totals.
+_MAX_PENDING_PARTIALS = 8
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,21 @@ def enrich(parsed: pl.DataFrame) -> pl.DataFrame:
 
 
 def _group_frame(matches: pl.DataFrame, rule: RuleConfig) -> pl.DataFrame:
+    """Return the matches with the group keys: the normalised path, the status as text, and
+    "-" for a missing key.
+
+    The path expressions run up to nine regular expressions and the rule's own patterns, so
+    they run once per distinct path, as `enrich` does for pods: matches often share a path.
+    """
     keys = rule.group_by
-    frame = matches.with_columns(
-        normalized_path_expr(pl.col("path"), rule.path_normalization).alias("path"),
-        pl.col("status").cast(pl.String).alias("status"),
+    paths = matches.select(pl.col("path").unique()).with_columns(
+        normalized_path_expr(pl.col("path"), rule.path_normalization).alias("_normalized")
     )
+    frame = matches.join(paths, on="path", how="left", nulls_equal=True,
+                         maintain_order="left").with_columns(
+        pl.col("_normalized").alias("path"),
+        pl.col("status").cast(pl.String).alias("status"),
+    ).drop("_normalized")
     return frame.with_columns([pl.col(k).fill_null(MISSING) for k in keys])
 
 
@@ -147,15 +159,34 @@ class _RuleState:
         self.rule = rule
         self.filter = rule_filter_expr(rule)
         self.scope: list[str] = [k for k in rule.group_by if k in _SCOPE_KEYS]
-        self.groups: pl.DataFrame | None = None
+        self._merged: pl.DataFrame | None = None
+        # Partial aggregates not merged yet, each copied out of its chunk by `_compact`.
+        self._pending: list[pl.DataFrame] = []
         self.requests: pl.DataFrame | None = None
+
+    @property
+    def groups(self) -> pl.DataFrame | None:
+        """Return one row per group, merging the partial aggregates still pending."""
+        self._merge_pending()
+        return self._merged
+
+    def _merge_pending(self) -> None:
+        if self._pending:
+            parts = self._pending if self._merged is None else [self._merged, *self._pending]
+            self._merged = merge_partials(parts, self.rule.group_by)
+            self._pending = []
+
+    def _add_partial(self, partial: pl.DataFrame) -> None:
+        # Merging once per chunk cost more than the partial itself, so a few wait.
+        self._pending.append(partial)
+        if len(self._pending) >= _MAX_PENDING_PARTIALS:
+            self._merge_pending()
 
     def add(self, enriched: pl.DataFrame) -> int:
         matches = enriched.filter(self.filter)
         if matches.height:
             partial = _partial(_group_frame(matches, self.rule), self.rule.group_by)
-            parts = [partial] if self.groups is None else [self.groups, partial]
-            self.groups = merge_partials(parts, self.rule.group_by)
+            self._add_partial(_compact(partial))
         if self.rule.ratio is not None:
             self._count_requests(enriched)
         return matches.height
@@ -178,8 +209,7 @@ class _RuleState:
     def merge(self, groups: pl.DataFrame | None, requests: pl.DataFrame | None) -> None:
         """Fold in the groups and request counts another aggregator collected."""
         if groups is not None:
-            parts = [groups] if self.groups is None else [self.groups, groups]
-            self.groups = merge_partials(parts, self.rule.group_by)
+            self._add_partial(groups)
         if requests is not None:
             self._merge_requests(requests)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import polars as pl
 import pytest
 
 from batchalert.config import RuleConfig
@@ -52,6 +53,27 @@ def test_counts_merge_across_chunks() -> None:
     assert (counts.records, counts.access, counts.other, counts.malformed) == (5, 3, 1, 1)
     assert counts.malformed_by_reason == {"not_json": 1}
     assert counts.matches_by_rule == {"http-404": 3}
+
+
+def test_many_chunks_equal_one_chunk() -> None:
+    # More chunks than partial aggregates wait for a merge, with IDs to collapse, a query to
+    # drop, an absolute-form target and requests without a target.
+    paths = ["/users/12", "/users/7/", "/a?x=1", "https://host/a", "https://host", None,
+             "/b/0123456789abcdef0123"]
+    rows = [access(path=paths[i % len(paths)], second=i % 50,
+                   pod=f"web-{i % 3}-abc12-xyz{i % 4}", method=None if i % 11 == 0 else "GET")
+            for i in range(200)]
+    chunks = [frame(rows[start:start + 10], partition=start % 3, first_offset=start)
+              for start in range(0, len(rows), 10)]
+
+    _, chunked = groups_for(RuleConfig(), *chunks)
+    _, whole = groups_for(RuleConfig(), pl.concat(chunks))
+
+    assert len(chunks) > 8
+    assert {g.key["path"] for g in chunked} == {"/users/:id", "/users/:id/", "/a", "/",
+                                                "(no request)", "/b/:id"}
+    assert [(g.key, g.count, g.first, g.last, g.pods, g.samples) for g in chunked] == [
+        (g.key, g.count, g.first, g.last, g.pods, g.samples) for g in whole]
 
 
 def test_at_most_three_samples_earliest_first() -> None:
