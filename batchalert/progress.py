@@ -19,19 +19,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self, TextIO
 
 from rich import filesize
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
     from batchalert.source.plan import ReadPlan
 
 logger = logging.getLogger(__name__)
@@ -39,24 +31,6 @@ logger = logging.getLogger(__name__)
 # Seconds between two progress lines in the log: a few lines a minute on a long read, none on a
 # read that finishes sooner.
 LOG_INTERVAL_SECONDS = 10.0
-
-
-class _RecordsColumn(ProgressColumn):
-    """Records read, and the planned offsets that bound them once the plan is known."""
-
-    def render(self, task: Task) -> Text:
-        done = int(task.completed)
-        if task.total is None:
-            return Text(f"{done:,} records")
-        return Text(f"{done:,} of at most {int(task.total):,} records")
-
-
-class _RateColumn(ProgressColumn):
-    """Records per second over rich's speed-estimate window."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.speed
-        return Text("" if speed is None else f"{speed:,.0f} records/s")
 
 
 class RunProgress:
@@ -131,16 +105,10 @@ class RunProgress:
             self._next_log = now + self._log_interval
 
     def _start_bar(self) -> None:
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            _RecordsColumn(),
-            TextColumn("{task.fields[size]}"),
-            _RateColumn(),
-            TimeRemainingColumn(),
-            console=self._console or Console(stderr=True),
-            get_time=self._clock,
-        )
+        # Imported here: off a terminal, where runs mostly are, the bar's modules stay unloaded.
+        from batchalert.progressbar import new_bar
+
+        self._progress = new_bar(self._console, self._clock)
         self._task = self._progress.add_task("planning", total=None, size=filesize.decimal(0))
         stderr_before = sys.stderr
         self._progress.start()

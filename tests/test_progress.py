@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import subprocess
 import sys
 
 import pytest
@@ -149,3 +150,25 @@ class TestProgressBar:
         assert "partition 3 is slow" in output.getvalue()
         assert stderr.getvalue() == ""
         assert handler.stream is stderr
+
+
+_NO_BAR_SCRIPT = """
+import sys
+
+from batchalert.progress import RunProgress
+from batchalert.source.plan import PartitionRange, ReadPlan
+
+with RunProgress(False) as progress:
+    progress.on_plan(ReadPlan("logs", "g", (PartitionRange(0, 0, 10, "earliest"),)))
+    progress.on_progress(10, 1000)
+print(sorted(name for name in ("rich.console", "rich.progress") if name in sys.modules))
+"""
+
+
+def test_log_progress_loads_no_bar_modules() -> None:
+    # rich's console and progress modules took about 30 ms of each run's start.
+    done = subprocess.run([sys.executable, "-c", _NO_BAR_SCRIPT], capture_output=True,
+                          text=True, timeout=60, check=False)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
