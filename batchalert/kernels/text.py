@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 from batchalert.jit import inline_jit
 from batchalert.kernels.layout import ROLE_LINE, ROLE_TAG, SCREEN_MAX_DEPTH
@@ -109,6 +110,12 @@ def screen_values(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
     stack = np.zeros(SCREEN_MAX_DEPTH, dtype=np.uint8)
     seen = np.zeros(roles.shape[0], dtype=np.bool_)
     lengths = _name_lengths(name_offsets, 0)
+    # One mark per byte, set where a run of plain string bytes ends, and at least eight set
+    # past the last value. The array is whole 64-bit words, which `_next_special` reads.
+    base, stop = int(offsets[0]), int(offsets[passed.shape[0]])
+    marks = np.empty((stop - base) // 8 * 8 + 16, dtype=np.uint8)
+    _mark_special(data, base, stop, marks)
+    words = marks.view(np.uint64)
     for row in range(passed.shape[0]):
         if excluded[row]:
             continue
@@ -116,16 +123,18 @@ def screen_values(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
         if end == start or end - start > max_bytes:
             continue
         passed[row] = _screen_one(data, start, end, names, name_offsets, roles, docker_line,
-                                  stack, seen, lengths)
+                                  stack, seen, lengths, words, base)
 
 
 @inline_jit
 def _screen_one(data: npt.NDArray[np.uint8], position: int, end: int,
                 names: npt.NDArray[np.uint8], name_offsets: npt.NDArray[np.int64],
                 roles: npt.NDArray[np.int8], docker_line: int, stack: npt.NDArray[np.uint8],
-                seen: npt.NDArray[np.bool_],
-                lengths: npt.NDArray[np.bool_]) -> bool:  # pragma: no cover - compiled
-    """Check one value; see the module docstring for what passes."""
+                seen: npt.NDArray[np.bool_], lengths: npt.NDArray[np.bool_],
+                words: npt.NDArray[np.uint64],
+                base: int) -> bool:  # pragma: no cover - compiled
+    """Check one value; see the module docstring for what passes. `words` and `base` are
+    the marks of `_mark_special`."""
     seen[:] = False
     line_index = -1  # index among the shape's line fields of the line the parser reads
     line_ends_with_newline = False
@@ -191,7 +200,7 @@ def _screen_one(data: npt.NDArray[np.uint8], position: int, end: int,
                 continue
             if byte == 0x22:
                 value_start = position + 1
-                position = _string_end(data, value_start, end)
+                position = _marked_string_end(data, value_start, end, words, base)
                 if position < 0:
                     return False
                 if field >= 0:
@@ -345,44 +354,112 @@ def _string_end(data: npt.NDArray[np.uint8], position: int,
     Checks escapes (no escaped lone surrogate), control characters and UTF-8 on the way.
     """
     while position < end:
-        byte = data[position]
-        if _PLAIN[byte]:
+        if _PLAIN[data[position]]:
             position += 1
             continue
-        if byte == 0x22:
+        position, closed = _after_special(data, position, end)
+        if closed or position < 0:
             return position
-        if byte < 0x20:
-            return -1
-        if byte == 0x5C:
-            position += 1
-            if position >= end:
-                return -1
-            escape = data[position]
-            if escape == 0x75:  # u
-                if position + 4 >= end:
-                    return -1
-                code = 0
-                for offset in range(1, 5):
-                    digit = _hex_value(data[position + offset])
-                    if digit < 0:
-                        return -1
-                    code = code * 16 + digit
-                if 0xD800 <= code <= 0xDFFF:
-                    return -1  # surrogate pairs are rare in logs; the full parser decides
-                position += 5
-                continue
-            if not (escape == 0x22 or escape == 0x5C or escape == 0x2F or escape == 0x62
-                    or escape == 0x66 or escape == 0x6E or escape == 0x72 or escape == 0x74):
-                return -1
-            position += 1
-            continue
-        if byte < 0x80:
-            position += 1
-            continue
-        position = _utf8_sequence_end(data, position, end)
-        if position < 0:
-            return -1
     return -1
+
+
+@inline_jit
+def _marked_string_end(data: npt.NDArray[np.uint8], position: int, end: int,
+                       words: npt.NDArray[np.uint64],
+                       base: int) -> int:  # pragma: no cover - compiled
+    """Return what `_string_end` returns, jumping over plain bytes with the marks of
+    `_mark_special` (`words`, which start at data position `base`)."""
+    while position < end:
+        position = _next_special(words, position, base)
+        if position >= end:
+            return -1
+        position, closed = _after_special(data, position, end)
+        if closed or position < 0:
+            return position
+    return -1
+
+
+@inline_jit
+def _after_special(data: npt.NDArray[np.uint8], position: int,
+                   end: int) -> tuple[int, bool]:  # pragma: no cover - compiled
+    """Check the byte at `position` inside a string, one that is not in `_PLAIN`.
+
+    Return (its position, True) for the closing quote, (the position after it and what it
+    starts, False) for an escape, DEL or a UTF-8 sequence, and (-1, False) where the string
+    is invalid.
+    """
+    byte = data[position]
+    if byte == 0x22:
+        return position, True
+    if byte < 0x20:
+        return -1, False
+    if byte == 0x5C:
+        position += 1
+        if position >= end:
+            return -1, False
+        escape = data[position]
+        if escape == 0x75:  # u
+            if position + 4 >= end:
+                return -1, False
+            code = 0
+            for offset in range(1, 5):
+                digit = _hex_value(data[position + offset])
+                if digit < 0:
+                    return -1, False
+                code = code * 16 + digit
+            if 0xD800 <= code <= 0xDFFF:
+                return -1, False  # surrogate pairs are rare in logs; the full parser decides
+            return position + 5, False
+        if not (escape == 0x22 or escape == 0x5C or escape == 0x2F or escape == 0x62
+                or escape == 0x66 or escape == 0x6E or escape == 0x72 or escape == 0x74):
+            return -1, False
+        return position + 1, False
+    if byte < 0x80:
+        return position + 1, False
+    return _utf8_sequence_end(data, position, end), False
+
+
+@inline_jit
+def _mark_special(data: npt.NDArray[np.uint8], base: int, stop: int,
+                  marks: npt.NDArray[np.uint8]) -> None:  # pragma: no cover - compiled
+    """Set marks[i] to 1 where data[base + i] is not in `_PLAIN`, else 0; and to 1 past `stop`.
+
+    The loop has no branch and no table, so LLVM turns it into vector instructions: 0.02 s
+    over the 461 MB of the benchmark's records (JIT build), where the same test written with
+    Boolean operators was not vectorised and took 0.35 s.
+    """
+    values = data[base:stop]
+    for index in range(values.shape[0]):
+        byte = values[index]
+        # DEL, bytes from 0x80 and, by wrapping around, control characters.
+        shifted = np.uint8(byte - np.uint8(0x20))
+        marks[index] = ((shifted >= np.uint8(0x5F)) | (byte == np.uint8(0x22))
+                        | (byte == np.uint8(0x5C)))
+    marks[values.shape[0]:] = 1
+
+
+@inline_jit
+def _next_special(words: npt.NDArray[np.uint64], position: int,
+                  base: int) -> int:  # pragma: no cover - compiled
+    """Return the first position from `position` on that `_mark_special` marked.
+
+    Reads the marks eight at a time; the marks past the data stop every search.
+    """
+    relative = position - base
+    index = relative >> 3
+    word = words[index] >> np.uint64((relative & 7) * 8)
+    if word != 0:
+        return position + _zero_bytes_below(word)
+    index += 1
+    while words[index] == 0:
+        index += 1
+    return base + (index << 3) + _zero_bytes_below(words[index])
+
+
+@inline_jit
+def _zero_bytes_below(word: np.uint64) -> int:  # pragma: no cover - compiled
+    """Return how many of the low bytes of `word` (not 0) are 0."""
+    return int(trailing_zeros(word)) >> 3  # type: ignore[call-arg]
 
 
 @inline_jit

@@ -106,6 +106,39 @@ def test_size_limit_and_skipped_rows() -> None:
     assert screen([value, value], skip=[True, False]) == [False, True]
 
 
+@pytest.mark.parametrize(("inside", "expected"), [
+    (b"\x7f", True),  # DEL may stand in a JSON string
+    (b"\\n", True),
+    (b"\\u00e9", True),
+    ("\u00e9".encode(), True),
+    (b"\x01", False),
+    (b"\xff", False),
+    (b"\\x", False),
+    (b"\\ud800", False),
+])
+def test_special_byte_found_at_every_offset(inside: bytes, expected: bool) -> None:
+    # The screen skips plain string bytes eight at a time, so the first special byte of a
+    # line is placed at each offset within those eight, and after a whole word or two.
+    values = [b'{"log":"' + b"a" * before + inside + b"b" * 9 + b'\\n"}'
+              for before in range(24)]
+    sliced = pa.array([b"{}", b"[]", b"x", *values], pa.binary()).slice(3)
+    fields = screen_fields(SHAPE)
+    assert fields is not None
+
+    assert screen(values) == [expected] * len(values)
+    assert well_formed_envelopes(sliced, fields, SHAPE.max_value_bytes).tolist() == [
+        expected] * len(values)
+    check_sound(values)
+
+
+def test_unterminated_string_stops_at_its_value() -> None:
+    # The search for the closing quote must not continue into the next value's bytes.
+    values = [b'{"log":"abc', b'{"log":"x\\n"}', b'{"log":"abc\\', b'{"log":"', b'{"log":"ab']
+
+    assert screen(values) == [False, True, False, False, False]
+    check_sound(values)
+
+
 def test_dotted_fields_disable_screen() -> None:
     assert screen_fields(RecordShape(logtag_fields=("cri.tag",))) is None
     assert screen_fields(RecordShape(line_fields=("event.original",))) is None
