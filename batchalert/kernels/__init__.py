@@ -138,6 +138,28 @@ class Kernels:
             int(max_bytes), _bytes(names), _int64(name_offsets),
             np.ascontiguousarray(roles, np.int8), int(docker_line), _output(passed))
 
+    def classify_values(self, offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
+                        nulls: npt.NDArray[np.bool_], max_bytes: int,
+                        names: npt.NDArray[np.uint8], name_offsets: npt.NDArray[np.int64],
+                        roles: npt.NDArray[np.int8], docker_line: int,
+                        codes: npt.NDArray[np.bool_], candidates: npt.NDArray[np.bool_],
+                        passed: npt.NDArray[np.bool_]) -> None:
+        """Set `candidates[row]` as `mark_status_codes` does, and `passed[row]` for each other
+        non-null value the envelope screen passes; see parse.screen."""
+        if codes.shape != (1000,):
+            raise ValueError("codes needs 1000 entries")
+        if len(candidates) != len(passed) or len(nulls) != len(passed):
+            raise ValueError("nulls, candidates and passed need one entry per row")
+        marked = np.flatnonzero(codes)
+        first_digit, last_digit = (int(marked[0]) // 100, int(marked[-1]) // 100) if len(
+            marked) else (1, 0)
+        self._backend.classify_values(
+            _int64(offsets), _bytes(data), np.ascontiguousarray(nulls, np.bool_),
+            int(max_bytes), _bytes(names), _int64(name_offsets),
+            np.ascontiguousarray(roles, np.int8), int(docker_line),
+            np.ascontiguousarray(codes, np.bool_), first_digit, last_digit,
+            _output(candidates), _output(passed))
+
     def locate_fields(self, offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
                       names: npt.NDArray[np.uint8], name_offsets: npt.NDArray[np.int64],
                       parents: npt.NDArray[np.int64], columns: npt.NDArray[np.int64],

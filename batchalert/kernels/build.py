@@ -58,6 +58,10 @@ def _signatures() -> dict[str, Any]:
         "screen_values": types.void(
             offsets, data, array(types.boolean, readonly=True), types.int64, data, offsets,
             array(types.int8, readonly=True), types.int64, array(types.boolean)),
+        "classify_values": types.void(
+            offsets, data, array(types.boolean, readonly=True), types.int64, data, offsets,
+            array(types.int8, readonly=True), types.int64, array(types.boolean, readonly=True),
+            types.int64, types.int64, array(types.boolean), array(types.boolean)),
     }
 
 
@@ -97,6 +101,7 @@ def build(directory: Path) -> Path:
                "mark_invalid_utf8": text.mark_invalid_utf8,
                "mark_status_codes": text.mark_status_codes,
                "screen_values": text.screen_values,
+               "classify_values": text.classify_values,
                "locate_fields": fields.locate_fields, "copy_fields": fields.copy_fields}
     name = module_name()
     directory.mkdir(parents=True, exist_ok=True)

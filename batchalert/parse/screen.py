@@ -95,3 +95,26 @@ def well_formed_envelopes(values: pa.Array, fields: ScreenFields, max_bytes: int
     load_kernels().screen_values(offsets, data, excluded, max_bytes, fields.names,
                                  fields.offsets, fields.roles, fields.docker_line, passed)
     return passed
+
+
+def classify_envelopes(values: pa.Array, fields: ScreenFields, max_bytes: int,
+                       codes: npt.NDArray[np.bool_]
+                       ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Return two masks: the values with a status code of `codes`, and the others that pass.
+
+    The first mask is `batchalert.rules.prefilter.candidate_mask`'s, the second is
+    `well_formed_envelopes`' with those values skipped; one compiled pass computes both.
+    `codes` has 1000 flags, one per three-digit number.
+    """
+    values = binary_values(values)
+    candidates = np.zeros(len(values), dtype=np.bool_)
+    passed = np.zeros(len(values), dtype=np.bool_)
+    if not len(values):
+        return candidates, passed
+    offsets, data = value_buffers(values)
+    nulls = (values.is_null().to_numpy(zero_copy_only=False) if values.null_count
+             else np.zeros(len(values), dtype=np.bool_))
+    load_kernels().classify_values(offsets, data, nulls, max_bytes, fields.names,
+                                   fields.offsets, fields.roles, fields.docker_line, codes,
+                                   candidates, passed)
+    return candidates, passed

@@ -7,7 +7,9 @@ runs on the Arrow binary array, before any JSON decoding.
 
 A skipped value must still be a readable record, or an unreadable one would go uncounted: the
 compiled screen (`batchalert.parse.screen`) checks that in one pass, and every value it cannot
-vouch for is decoded too.
+vouch for is decoded too. A run computes both tests in one compiled call
+(`batchalert.parse.screen.classify_envelopes`); `candidate_mask` computes the first alone,
+and the tests check that both give the same answer.
 
 NOTE: a JSON writer that escapes digits (`\\u0034\\u0030\\u0034`) or writes a status in exponent
 form (4.04e2) would hide it from this test; no log shipper is known to do that.
@@ -25,7 +27,7 @@ import pyarrow as pa
 from batchalert.config import RuleConfig
 from batchalert.kernels import load as load_kernels
 from batchalert.parse.buffers import binary_values, value_buffers
-from batchalert.parse.screen import screen_fields, well_formed_envelopes
+from batchalert.parse.screen import classify_envelopes, screen_fields
 from batchalert.parse.shapes import RecordShape
 
 # Up to this many codes are first looked for with Polars' substring search; with more, every
@@ -88,10 +90,10 @@ def rows_to_decode(values: pa.Array, rules: list[RuleConfig], shape: RecordShape
     must be decoded to be counted. The values in neither mask are well-formed envelopes
     without any of the rules' status codes.
     """
-    candidates = candidate_mask(values, rules)
     fields = screen_fields(shape)
     if fields is None:
         # The screen cannot decide for this shape, so every value is decoded, as a candidate.
         return np.ones(len(values), dtype=np.bool_), np.zeros(len(values), dtype=np.bool_)
-    passed = well_formed_envelopes(values, fields, shape.max_value_bytes, skip=candidates)
+    candidates, passed = classify_envelopes(values, fields, shape.max_value_bytes,
+                                            status_table(rules))
     return candidates, ~candidates & ~passed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import batchalert.pipeline
 from batchalert.config import JobConfig, RuleConfig, build_job
 from batchalert.kernels import Kernels
 from batchalert.offline import values_batch
+from batchalert.parse.screen import classify_envelopes, screen_fields, well_formed_envelopes
 from batchalert.parse.shapes import RecordShape
 from batchalert.pipeline import (
     ChunkAggregator,
@@ -82,6 +84,52 @@ def test_agrees_with_a_regex(kernel_backend: Kernels, status: list[int | str],
     expected = [value is not None and pattern.search(value) is not None for value in values]
 
     assert mask_for(rules, values) == expected
+
+
+def classify(rules: list[RuleConfig], values: list[bytes | None], offset: int = 0
+             ) -> tuple[list[bool], list[bool]]:
+    fields = screen_fields(RecordShape())
+    assert fields is not None
+    array = pa.array(values, pa.binary()).slice(offset)
+    candidates, passed = classify_envelopes(array, fields, RecordShape().max_value_bytes,
+                                            status_table(rules))
+    return candidates.tolist(), passed.tolist()
+
+
+def test_classify_finds_codes_next_to_other_rows() -> None:
+    # Rows share one buffer, so the digits of a neighbouring row must not lengthen a run.
+    values = [b"12", b"404", b"5", b"404", b"404", b"1404", b"4045", b'{"log":"a 404"}',
+              b"7", b'"404', b"404\"", None, b"", b"404"]
+
+    candidates, _ = classify([RuleConfig()], values)
+
+    assert candidates == [False, True, False, True, True, False, False, True, False, True,
+                          True, False, False, True]
+
+
+@pytest.mark.parametrize("status", [[404], [404, 503], ["5xx"], ["400-499"], ["1xx", "5xx"],
+                                    [200, 404]])
+@settings(max_examples=150, deadline=None)
+@given(values=st.lists(st.one_of(
+    st.none(), st.binary(max_size=30),
+    st.text("0123456789 x:\"", max_size=20).map(str.encode),
+    st.builds(lambda line: json.dumps({"log": line}).encode(),
+              st.text("0123456789 \"\\\x7f\u00e9x", max_size=40))), max_size=30),
+       offset=st.integers(0, 3))
+def test_classify_agrees_with_both_tests(kernel_backend: Kernels, status: list[int | str],
+                                         values: list[bytes | None], offset: int) -> None:
+    rules = [RuleConfig(status=status)]
+    fields = screen_fields(RecordShape())
+    assert fields is not None
+    array = pa.array(values, pa.binary()).slice(min(offset, len(values)))
+    expected_candidates = candidate_mask(array, rules)
+    expected_passed = well_formed_envelopes(array, fields, RecordShape().max_value_bytes,
+                                            skip=expected_candidates)
+
+    candidates, passed = classify(rules, values, min(offset, len(values)))
+
+    assert candidates == expected_candidates.tolist()
+    assert passed == expected_passed.tolist()
 
 
 def test_rules_combine_with_or() -> None:
