@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import polars as pl
@@ -130,6 +132,51 @@ def test_classify_agrees_with_both_tests(kernel_backend: Kernels, status: list[i
 
     assert candidates == expected_candidates.tolist()
     assert passed == expected_passed.tolist()
+
+
+def test_classify_agrees_across_blocks() -> None:
+    # Values are marked in blocks of 256 KiB; rows cross the block ends at every offset, and
+    # two rows are larger than a block.
+    rng = random.Random(7)
+    values: list[bytes | None] = []
+    for index in range(4000):
+        line = "".join(rng.choice(["a", "4", "0", " ", "\\", "\u00e9", "\x7f"])
+                       for _ in range(rng.randrange(0, 150)))
+        values.append(json.dumps({"log": line, "n": index}).encode())
+        if index % 7 == 0:
+            values.append(b"404" if index % 2 else b"x" * rng.randrange(0, 9) + b" 404")
+    values.insert(1000, json.dumps({"log": "a" * 300_000 + " 404 " + "b" * 5}).encode())
+    values.insert(2000, json.dumps({"log": "a" * 300_000}).encode()[:-2] + b"\xff\"}")
+    rules = [RuleConfig(status=[404, 500])]
+    fields = screen_fields(RecordShape())
+    assert fields is not None
+    array = pa.array(values, pa.binary())
+    expected_candidates = candidate_mask(array, rules)
+    # Each value screened in an array of its own is a block of its own.
+    alone = [well_formed_envelopes(array.slice(row, 1), fields, 1 << 20)[0]
+             for row in range(len(values))]
+    expected_passed = np.array(alone) & ~expected_candidates
+
+    candidates, passed = classify_envelopes(array, fields, 1 << 20, status_table(rules))
+
+    assert sum(len(value or b"") for value in values) > 4 * (1 << 18)
+    assert candidates.tolist() == expected_candidates.tolist()
+    assert passed.tolist() == expected_passed.tolist()
+    assert candidates[1000]
+    assert not passed[2000]
+    assert 0 < passed.sum() < len(values)
+
+
+def test_classify_finds_codes_at_block_ends() -> None:
+    # Every row ends in ` 404"}`, so the last row of each 256 KiB block has its code in the
+    # block's last eight bytes, whatever the block's size.
+    values: list[bytes | None] = [json.dumps({"log": "a" * (index % 97) + " 404"}).encode()
+                                  for index in range(40_000)]
+
+    candidates, passed = classify([RuleConfig()], values)
+
+    assert all(candidates)
+    assert not any(passed)
 
 
 def test_rules_combine_with_or() -> None:
@@ -324,13 +371,16 @@ def test_full_chunks_parse_in_bounded_threads(monkeypatch: pytest.MonkeyPatch) -
     lock = threading.Lock()
     running = [0]
     most = [0]
+    started: list[str] = []
     real_parse = batchalert.pipeline.parse_chunk
 
     def counting_parse(records: pa.RecordBatch, job: JobConfig) -> pl.DataFrame:
         with lock:
             running[0] += 1
             most[0] = max(most[0], running[0])
+            started.append(threading.current_thread().name)
         try:
+            time.sleep(0.02)  # long enough for the next chunk to fill meanwhile
             return real_parse(records, job)
         finally:
             with lock:
@@ -340,12 +390,15 @@ def test_full_chunks_parse_in_bounded_threads(monkeypatch: pytest.MonkeyPatch) -
     chunks = ChunkAggregator(job, prefilter=False)
     for start in range(0, batch.num_rows, 500):
         chunks.add(batch.slice(start, 500))
+    during_read = most[0]
     result = chunks.finish()
     chunks.close()
     whole = RunAggregator(job.rules)
     whole.add(real_parse(batch, job))
 
-    assert 2 <= most[0] <= batchalert.pipeline.PARSE_THREADS
+    assert during_read == batchalert.pipeline.PARSE_THREADS
+    assert len(started) == 12
+    assert all(name.startswith("batchalert-parse") for name in started)
     assert result.counts == whole.counts
     assert [(g.key, g.count, g.first, g.last, g.samples) for g in result.groups()] == [
         (g.key, g.count, g.first, g.last, g.samples) for g in whole.groups()]
