@@ -373,8 +373,7 @@ class ChunkAggregator:
         return Screened(candidates, suspects, skipped)
 
     def take(self, screened: Screened) -> None:
-        """Gather the records of one screened batch; start parsing them once they fill a chunk.
-        """
+        """Gather one screened batch's records; start parsing them once they fill a chunk."""
         if screened.suspects is None:
             self._submit(screened.candidates, 0)
             return
