@@ -225,7 +225,7 @@ class TestOfflineCommands:
         assert result.exit_code == 0
         rows = [json.loads(line) for line in result.stdout.splitlines()]
         assert len(rows) == len(values)
-        keys = {"kind", "namespace", "pod", "container", "client", "method", "path",
+        keys = {"kind", "reason", "namespace", "pod", "container", "client", "method", "path",
                 "protocol", "status", "bytes", "time"}
         assert all(set(row) == keys for row in rows)
         assert rows[0]["kind"] == "access"

@@ -11,8 +11,8 @@ from batchalert.parse.values import parse_values
 
 # Keys of each output object, in order.
 DEBUG_KEYS = (
-    "kind", "namespace", "pod", "container", "client", "method", "path", "protocol", "status",
-    "bytes", "time",
+    "kind", "reason", "namespace", "pod", "container", "client", "method", "path", "protocol",
+    "status", "bytes", "time",
 )
 
 

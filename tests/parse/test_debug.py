@@ -23,7 +23,7 @@ def test_access_object_values() -> None:
     (text,) = parse_lines_to_json([access_line(LINE)])
 
     assert json.loads(text) == {
-        "kind": "access", "namespace": "store", "pod": "web-5c7f9d8b6-tq2lx",
+        "kind": "access", "reason": None, "namespace": "store", "pod": "web-5c7f9d8b6-tq2lx",
         "container": "nginx", "client": "198.51.100.7", "method": "GET", "path": "/a",
         "protocol": "HTTP/1.1", "status": 404, "bytes": 9, "time": "2016-08-05T12:32:06Z",
     }
@@ -35,12 +35,22 @@ def test_other_line_uses_record_time() -> None:
     assert json.loads(text)["time"] == "2024-01-02T03:04:05.250Z"
 
 
-def test_malformed_object_is_all_null_but_kind() -> None:
+def test_malformed_object_has_kind_and_reason_only() -> None:
     (text,) = parse_lines_to_json([b"\xff"])
 
     obj = json.loads(text)
     assert obj["kind"] == "malformed"
-    assert [obj[key] for key in DEBUG_KEYS if key != "kind"] == [None] * (len(DEBUG_KEYS) - 1)
+    assert obj["reason"] == "invalid_utf8"
+    rest = [obj[key] for key in DEBUG_KEYS if key not in ("kind", "reason")]
+    assert rest == [None] * (len(DEBUG_KEYS) - 2)
+
+
+def test_reasons_of_malformed_values() -> None:
+    values = [b"not json", b"", b"[1]", b'{"stream": "stdout"}']
+
+    reasons = [json.loads(text)["reason"] for text in parse_lines_to_json(values)]
+
+    assert reasons == ["not_json", "empty", "not_object", "no_log_line"]
 
 
 def test_no_values() -> None:
