@@ -559,26 +559,41 @@ def _error_message(error: Any) -> str:
     return message
 
 
-def format_validation_error(exc: ValidationError, origin: str) -> str:
-    """Render pydantic errors as `origin: field.path: message (got value)` lines."""
+def format_validation_error(exc: ValidationError, origin: str,
+                            sources: Mapping[tuple[str, ...], str] | None = None) -> str:
+    """Render pydantic errors as `origin: field.path: message (got value)` lines.
+
+    `sources` names where a field's value came from when not from `origin` (a variable or an
+    option, keyed by field path). An error at or under that field names it in place of
+    `origin`; an error of an object that contains the field mentions it.
+    """
     lines = []
     for error in exc.errors():
-        location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        parts = tuple(str(part) for part in error["loc"])
+        location = ".".join(parts) or "(top level)"
         value = error.get("input")
         shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
-        lines.append(f"{origin}: {location}: {_error_message(error)}{shown}")
+        where, note = origin, ""
+        for path, name in (sources or {}).items():
+            if parts[:len(path)] == path:
+                where = name
+            elif path[:len(parts)] == parts:
+                note = f"; {'.'.join(path)} came from {name}"
+        lines.append(f"{where}: {location}: {_error_message(error)}{shown}{note}")
     return "\n".join(lines)
 
 
-def build_job(data: dict[str, Any], origin: str) -> JobConfig:
-    """Validate raw job data, turning pydantic errors into a ConfigError."""
+def build_job(data: dict[str, Any], origin: str,
+              sources: Mapping[tuple[str, ...], str] | None = None) -> JobConfig:
+    """Validate raw job data, turning pydantic errors into a ConfigError; see
+    `format_validation_error` for `sources`."""
     receivers = data.get("receivers")
     if isinstance(receivers, list):
         data["receivers"] = [r for r in receivers if r]
     try:
         return JobConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, origin)) from None
+        raise ConfigError(format_validation_error(exc, origin, sources)) from None
 
 
 def load_job(
@@ -588,13 +603,19 @@ def load_job(
 ) -> JobConfig:
     """Load a job: the file (if any), then BATCHALERT_* variables, then `overrides`."""
     data = read_job_file(path) if path is not None else {}
-    apply_overrides(data, env_overrides(environ))
+    variables = env_overrides(environ)
+    apply_overrides(data, variables)
     apply_overrides(data, overrides or {})
     origin = str(path) if path is not None else "job from options and environment"
     if "source" not in data:
         raise ConfigError(f"{origin}: no source given; pass --job FILE or set "
                           f"BATCHALERT_BROKERS, BATCHALERT_TOPIC and BATCHALERT_GROUP")
-    return build_job(data, origin)
+    # Errors in a value set by a variable or an option name it, not the job file. An option
+    # wins over a variable, as in apply_overrides.
+    sources = {ENV_OVERRIDES[key]: ENV_PREFIX + key for key in variables}
+    sources.update({ENV_OVERRIDES[key]: "--" + key.lower().replace("_", "-")
+                    for key, value in (overrides or {}).items() if value is not None})
+    return build_job(data, origin, sources)
 
 
 DurationText = Annotated[str, Field(pattern=r"^\d+[smhd]$")]

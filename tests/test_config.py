@@ -115,6 +115,28 @@ def test_options_override_environment(tmp_path: Path) -> None:
     assert job.source.topic == "from-option"
 
 
+def test_override_error_names_its_source(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL.replace("topic: logs", "topic: logs\n  timeout_seconds: -1"))
+
+    with pytest.raises(ConfigError) as from_variable:
+        load_job(path, environ={"BATCHALERT_BROKERS": "127.0.0.1"})
+    with pytest.raises(ConfigError) as from_option:
+        load_job(path, {"BROKERS": "127.0.0.1", "RECEIVER_URL": "ftp://127.0.0.1/x"},
+                 environ={"BATCHALERT_BROKERS": "127.0.0.1:9092"})
+
+    variable_lines = str(from_variable.value).splitlines()
+    assert any(line.startswith("BATCHALERT_BROKERS: source.brokers") for line in variable_lines)
+    # The file's own mistake still names the file.
+    assert any(line.startswith(f"{path}: source.timeout_seconds") for line in variable_lines)
+    option_lines = str(from_option.value).splitlines()
+    assert any(line.startswith("--brokers: source.brokers") for line in option_lines)
+    # The URL check belongs to the receiver, so the error is the file's and names the option.
+    assert any(line.startswith(f"{path}: receivers.0:")
+               and line.endswith("receivers.0.url came from --receiver-url")
+               for line in option_lines)
+    assert not any("BATCHALERT_BROKERS" in line for line in option_lines)
+
+
 def test_job_from_environment_only() -> None:
     environ = {"BATCHALERT_BROKERS": "127.0.0.1:9092", "BATCHALERT_TOPIC": "logs",
                "BATCHALERT_GROUP": "g", "BATCHALERT_RECEIVER_URL": "http://127.0.0.1:9/x"}
