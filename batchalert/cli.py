@@ -57,7 +57,12 @@ def _load(job: Path | None, overrides: Mapping[str, object]) -> JobConfig:
     loaded = load_job(job, overrides)
     from batchalert.alerts import AlertRenderer
 
-    AlertRenderer(loaded.language, loaded.templates).check(loaded.rules)
+    try:
+        AlertRenderer(loaded.language, loaded.templates).check(loaded.rules)
+    except ConfigError as error:
+        if job is None:
+            raise
+        raise ConfigError(f"{job}: {error}") from error
     return loaded
 
 

@@ -369,7 +369,7 @@ def test_invalid_template_fails_before_connecting(tmp_path: Path,
                                       "--metrics-file", str(metrics_file)])
 
     assert result.exit_code == 2
-    assert "template" in result.output
+    assert f"error: {job}: templates.message template is invalid" in result.output
     assert not metrics_file.exists()
 
 
