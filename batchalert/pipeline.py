@@ -625,9 +625,17 @@ def _remaining_lag(consumer: KafkaConsumer, topic: str, next_offsets: dict[int, 
 
 
 def _failure_message(result: RunResult) -> str:
+    """Return the run's error: per failed receiver, the first failure and how many followed.
+
+    A receiver that is down fails every POST of the run with the same error, each ending in
+    its own retry count; the log has a line for each.
+    """
     parts = []
     for delivery in result.failed_required:
-        reasons = "; ".join(dict.fromkeys(delivery.failures)) or "not every alert was accepted"
+        failures = list(dict.fromkeys(delivery.failures))
+        reasons = failures[0] if failures else "not every alert was accepted"
+        if len(failures) > 1:
+            reasons += f"; {len(failures) - 1} more failed POST(s), each logged"
         parts.append(f"receiver {delivery.receiver!r}: {delivery.undelivered} of "
                      f"{delivery.attempted} alerts not delivered ({reasons})")
     return ("; ".join(parts) + ". Nothing was committed; the next run delivers these alerts "

@@ -440,3 +440,25 @@ def test_prepared_sinks_error_raised_by_get(monkeypatch: pytest.MonkeyPatch) -> 
 def test_prepared_sinks_none_for_dry_run() -> None:
     with prepared_sinks(dry_run=True) as sinks:
         assert sinks.get() == []
+
+
+def test_failure_message_shows_first_failure_and_count() -> None:
+    from batchalert.pipeline import _failure_message
+    from batchalert.rules import RunCounts
+    from batchalert.sinks import Delivery
+
+    refused = "cannot connect to http://127.0.0.1:9/x: refused; gave up after {} attempts"
+    down = Delivery("nm", required=True, attempted=12, delivered=0,
+                    failures=[refused.format(n) for n in (6, 5, 4)])
+    once = Delivery("am", required=True, attempted=3, delivered=2, failures=["HTTP 400"])
+    optional = Delivery("slack", required=False, attempted=3, delivered=0, failures=["x"])
+    result = RunResult(plan=ReadPlan("logs", "g", ()), counts=RunCounts(),
+                       deliveries=[down, once, optional])
+
+    message = _failure_message(result)
+
+    assert message.count("cannot connect") == 1
+    assert "gave up after 6 attempts; 2 more failed POST(s), each logged" in message
+    assert "receiver 'am': 1 of 3 alerts not delivered (HTTP 400)" in message
+    assert "slack" not in message
+    assert message.endswith("Nothing was committed; the next run delivers these alerts again.")
