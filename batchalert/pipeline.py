@@ -160,8 +160,8 @@ def _release_quietly(lock: RunLock) -> None:
 # `bench.parse_only`, and with one thread for it a core sat idle there.
 _SCREEN_WORKERS = 2
 # Chunks that parse at once while the read goes on, each in a thread of its own. A second
-# one sped up `bench.parse_only` by about 0.02 s, but not `batchalert run`, whose read is
-# slower than the parse, and it took 17 MiB more at the peak of a run.
+# one sped up `bench.parse_only` by about 0.02 s. It did not speed up `batchalert run`,
+# whose read is slower than the parse, and it took 17 MiB more at the peak of a run.
 PARSE_THREADS = 1
 
 
@@ -627,8 +627,8 @@ def _remaining_lag(consumer: KafkaConsumer, topic: str, next_offsets: dict[int, 
 def _failure_message(result: RunResult) -> str:
     """Return the run's error: per failed receiver, the first failure and how many followed.
 
-    A receiver that is down fails every POST of the run with the same error, each ending in
-    its own retry count; the log has a line for each.
+    A receiver that is down fails every POST of the run with the same error, and each
+    message ends in its own retry count. The log has a line for each of them.
     """
     parts = []
     for delivery in result.failed_required:

@@ -447,9 +447,9 @@ def test_failure_message_shows_first_failure_and_count() -> None:
     from batchalert.rules import RunCounts
     from batchalert.sinks import Delivery
 
-    refused = "cannot connect to http://127.0.0.1:9/x: refused; gave up after {} attempts"
+    connection_error = "cannot connect to http://127.0.0.1:9/x: refused; gave up after {} attempts"
     down = Delivery("nm", required=True, attempted=12, delivered=0,
-                    failures=[refused.format(n) for n in (6, 5, 4)])
+                    failures=[connection_error.format(n) for n in (6, 5, 4)])
     once = Delivery("am", required=True, attempted=3, delivered=2, failures=["HTTP 400"])
     optional = Delivery("slack", required=False, attempted=3, delivered=0, failures=["x"])
     result = RunResult(plan=ReadPlan("logs", "g", ()), counts=RunCounts(),

@@ -151,8 +151,10 @@ class Kernels:
         if len(candidates) != len(passed) or len(nulls) != len(passed):
             raise ValueError("nulls, candidates and passed need one entry per row")
         marked = np.flatnonzero(codes)
-        first_digit, last_digit = (int(marked[0]) // 100, int(marked[-1]) // 100) if len(
-            marked) else (1, 0)
+        # First digits of the lowest and highest code; with no code, an empty range.
+        first_digit, last_digit = 1, 0
+        if len(marked):
+            first_digit, last_digit = int(marked[0]) // 100, int(marked[-1]) // 100
         self._backend.classify_values(
             _int64(offsets), _bytes(data), np.ascontiguousarray(nulls, np.bool_),
             int(max_bytes), _bytes(names), _int64(name_offsets),

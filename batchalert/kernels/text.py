@@ -111,7 +111,7 @@ def screen_values(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
             excluded: npt.NDArray[np.bool_], max_bytes: int, names: npt.NDArray[np.uint8],
             name_offsets: npt.NDArray[np.int64], roles: npt.NDArray[np.int8], docker_line: int,
             passed: npt.NDArray[np.bool_]) -> None:  # pragma: no cover - compiled
-    # Without codes, nothing is a candidate: `passed` stands in for the unused output.
+    # With no codes, no row becomes a candidate, so `passed` is given for the unused output.
     _classify_blocks(offsets, data, excluded, max_bytes, names, name_offsets, roles,
                      docker_line, np.zeros(0, dtype=np.bool_), 1, 0, passed, passed)
 
@@ -190,9 +190,9 @@ def _mark_code_starts(values: npt.NDArray[np.uint8], first_digit: int, last_digi
     """Add 2 to the mark of each byte that starts a run of exactly three digits whose first
     digit is from `first_digit` to `last_digit`.
 
-    The first and the last three bytes are never marked. A run at the start or end of a row
-    is marked only where the neighbouring row's byte is no digit, so `_has_edge_code` checks
-    the first and last run of each row apart. Like `_mark_special`, the loop is vectorised.
+    The first byte and the last three bytes of `values` are never marked. A run at the start
+    or end of a row is marked only where the neighbouring row's byte is no digit, so
+    `_has_edge_code` checks those runs apart. Like `_mark_special`, the loop is vectorised.
     """
     low = np.uint8(0x30 + first_digit)
     span = np.uint8(last_digit - first_digit)
@@ -215,7 +215,7 @@ def _find_marked_codes(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint
                        candidates: npt.NDArray[np.bool_]) -> None:  # pragma: no cover
     """Set `candidates[row]` for the rows first..last-1 that have a run of exactly three
     digits that `codes` marks, at a position `_mark_code_starts` marked in the first `count`
-    words. A row's first and last runs may be unmarked: `_has_edge_code` checks them."""
+    words. A run at a row's start or end may be unmarked, so `_has_edge_code` checks it."""
     row = first
     block = 0
     while block < count:
@@ -246,8 +246,8 @@ def _find_marked_codes(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint
 @inline_jit
 def _has_edge_code(data: npt.NDArray[np.uint8], start: int, end: int,
                    codes: npt.NDArray[np.bool_]) -> bool:  # pragma: no cover - compiled
-    """Return whether the first or the last run of digits of data[start:end] is a run of
-    exactly three that `codes` marks."""
+    """Return whether data[start:end] starts or ends with a run of exactly three digits
+    that `codes` marks."""
     if _digits_end(data, start, end) - start == 3 and codes[_three_digits(data, start)]:
         return True
     last_start = end
@@ -582,7 +582,7 @@ def _next_special(words: npt.NDArray[np.uint64], position: int,
                   base: int) -> int:  # pragma: no cover - compiled
     """Return the first position from `position` on that `_mark_special` marked.
 
-    Reads the marks eight at a time; the marks past the data stop every search.
+    Reads the marks eight at a time. The marks set past the data stop every search.
     """
     relative = position - base
     index = relative >> 3
