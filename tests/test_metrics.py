@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from batchalert import metrics
@@ -29,6 +30,11 @@ RULES_FILE = Path(__file__).resolve().parents[1] / "docs" / "prometheus-rules.ya
 FINISHED_AT = 1_800_000_000.0
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def read_families(path: Path) -> dict[str, Metric]:
+    """Return the metric families of a textfile by name."""
+    return {family.name: family for family in text_string_to_metric_families(path.read_text())}
 
 
 def make_result(receivers: tuple[str, ...] = ("kubesphere", "slack"),
@@ -179,7 +185,7 @@ class TestWriteTextfile:
 
         write_textfile(registry, path)
 
-        families = {f.name: f for f in text_string_to_metric_families(path.read_text())}
+        families = read_families(path)
         success = families[metrics.LAST_SUCCESS].samples[0]
         assert success.value == FINISHED_AT
         assert success.labels == {"job": "wordpress-404"}
@@ -194,20 +200,20 @@ class TestWriteTextfile:
                                       lag=None), path)
 
         assert [p.name for p in tmp_path.iterdir()] == ["batchalert.prom"]
-        names = {f.name for f in text_string_to_metric_families(path.read_text())}
+        names = set(read_families(path))
         assert metrics.READ_RECORDS not in names
         assert metrics.RUN_SUCCESS in names
 
     def test_failed_run_keeps_last_success(self, tmp_path: Path) -> None:
         path = tmp_path / "batchalert.prom"
         export_run_metrics("wordpress-404", make_result(), failed=None, textfile=path)
-        before = {f.name: f for f in text_string_to_metric_families(path.read_text())}
+        before = read_families(path)
         success = before[metrics.LAST_SUCCESS].samples[0].value
 
         export_run_metrics("wordpress-404", None, failed=SourceError("down"), textfile=path)
         export_run_metrics("wordpress-404", None, failed=SourceError("down"), textfile=path)
 
-        after = {f.name: f for f in text_string_to_metric_families(path.read_text())}
+        after = read_families(path)
         assert after[metrics.LAST_SUCCESS].samples[0].value == success
         assert after[metrics.LAST_SUCCESS].samples[0].labels == {"job": "wordpress-404"}
         assert after[metrics.RUN_SUCCESS].samples[0].value == 0
@@ -220,7 +226,7 @@ class TestWriteTextfile:
         export_run_metrics("wordpress-404", None, failed=SourceError("down"), textfile=path)
         export_run_metrics("other-job", None, failed=SourceError("down"), textfile=path)
 
-        names = {f.name for f in text_string_to_metric_families(path.read_text())}
+        names = set(read_families(path))
         assert metrics.LAST_SUCCESS not in names
         assert metrics.RUN_SUCCESS in names
 
@@ -230,7 +236,7 @@ class TestWriteTextfile:
 
         export_run_metrics("other-job", None, failed=SourceError("down"), textfile=path)
 
-        names = {f.name for f in text_string_to_metric_families(path.read_text())}
+        names = set(read_families(path))
         assert metrics.LAST_SUCCESS not in names
 
     def test_missing_directory_only_warns(self, tmp_path: Path,
@@ -389,7 +395,7 @@ class TestExportRunMetrics:
                            gateway_url=pushgateway.url, grouping_key=key, textfile=path)
 
         pushed = group_values(pushgateway, job, key, metrics.LAST_SUCCESS)
-        written = {f.name: f for f in text_string_to_metric_families(path.read_text())}
+        written = read_families(path)
         success = written[metrics.LAST_SUCCESS].samples[0]
         assert success.labels == {"job": job}
         assert pushed == {frozenset(): success.value}
