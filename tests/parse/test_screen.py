@@ -8,6 +8,7 @@ could only costs time; the sample data checks that it passes the ordinary ones.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -178,5 +179,7 @@ def test_screen_agrees_on_envelopes(record: dict[str, Any], ascii_only: bool) ->
         # json.dumps escapes as a surrogate pair.
         plain = all(ord(char) < 0x10000 for char in json.dumps(record, ensure_ascii=False))
         stream = "stream" not in record or isinstance(record["stream"], str)
-        if plain and stream and "message" not in record and "logtag" not in record:
+        # Numbers with a three-digit exponent (1e+100) are left to the full parser.
+        narrow = re.search(rb"[eE][+-]?[0-9]{3}", value) is None
+        if plain and stream and narrow and "message" not in record and "logtag" not in record:
             assert screen([value]) == [True]
