@@ -109,7 +109,7 @@ class TestLoad:
         assert str(broken) in caplog.text
 
     def test_name_follows_sources(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-        sources = ("layout.py", "recordsets.py", "text.py", "fields.py", "build.py")
+        sources = ("layout.py", "recordsets.py", "text.py", "bitmasks.py", "fields.py", "build.py")
         for name in sources:
             shutil.copy(Path(batchalert.kernels.__file__).parent / name, tmp_path / name)
         monkeypatch.setattr(batchalert.kernels, "_PACKAGE_DIR", tmp_path)

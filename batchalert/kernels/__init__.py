@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 # Files whose contents decide the compiled code.
-_SOURCES = ("layout.py", "recordsets.py", "text.py", "fields.py", "build.py")
+_SOURCES = ("layout.py", "recordsets.py", "text.py", "bitmasks.py", "fields.py", "build.py")
 _DIR_VARIABLE = "BATCHALERT_KERNELS_DIR"
 
 

@@ -90,7 +90,7 @@ def _release_gil_in_wrappers() -> None:
 
 def build(directory: Path) -> Path:
     """Compile the kernels into `directory` and return the module's path."""
-    from batchalert.kernels import fields, recordsets, text
+    from batchalert.kernels import bitmasks, fields, recordsets, text
 
     pycc: Any = importlib.import_module("numba.pycc")
     _release_gil_in_wrappers()
@@ -101,7 +101,7 @@ def build(directory: Path) -> Path:
                "mark_invalid_utf8": text.mark_invalid_utf8,
                "mark_status_codes": text.mark_status_codes,
                "screen_values": text.screen_values,
-               "classify_values": text.classify_values,
+               "classify_values": bitmasks.classify_values,
                "locate_fields": fields.locate_fields, "copy_fields": fields.copy_fields}
     name = module_name()
     directory.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ from numba's cache (see `batchalert.jit`).
 from __future__ import annotations
 
 from batchalert.jit import jit
-from batchalert.kernels import fields, recordsets, text
+from batchalert.kernels import bitmasks, fields, recordsets, text
 
 count_batches = jit(recordsets.count_batches)
 scan_headers = jit(recordsets.scan_headers)
@@ -16,6 +16,6 @@ gather = jit(recordsets.gather)
 mark_invalid_utf8 = jit(text.mark_invalid_utf8)
 mark_status_codes = jit(text.mark_status_codes)
 screen_values = jit(text.screen_values)
-classify_values = jit(text.classify_values)
+classify_values = jit(bitmasks.classify_values)
 locate_fields = jit(fields.locate_fields)
 copy_fields = jit(fields.copy_fields)

@@ -27,10 +27,8 @@ _PLAIN[0x22] = _PLAIN[0x5C] = False
 # longer integer part or a three-digit exponent are left to the full parser.
 _MAX_INTEGER_DIGITS = 38
 _MAX_EXPONENT_DIGITS = 2
-# Bits of the byte marks read eight at a time: 1 from `_mark_special`, 2 from
-# `_mark_code_starts`.
+# Bits of the byte marks of `_mark_special`, read eight at a time.
 _SPECIAL_BITS = np.uint64(0x0101010101010101)
-_CODE_BITS = np.uint64(0x0202020202020202)
 
 
 def mark_invalid_utf8(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
@@ -108,29 +106,35 @@ def mark_status_codes(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8
 
 
 def screen_values(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
-            excluded: npt.NDArray[np.bool_], max_bytes: int, names: npt.NDArray[np.uint8],
-            name_offsets: npt.NDArray[np.int64], roles: npt.NDArray[np.int8], docker_line: int,
-            passed: npt.NDArray[np.bool_]) -> None:  # pragma: no cover - compiled
-    # With no codes, no row becomes a candidate, so `passed` is given for the unused output.
-    _classify_blocks(offsets, data, excluded, max_bytes, names, name_offsets, roles,
-                     docker_line, np.zeros(0, dtype=np.bool_), 1, 0, passed, passed)
+                  excluded: npt.NDArray[np.bool_], max_bytes: int, names: npt.NDArray[np.uint8],
+                  name_offsets: npt.NDArray[np.int64], roles: npt.NDArray[np.int8],
+                  docker_line: int,
+                  passed: npt.NDArray[np.bool_]) -> None:  # pragma: no cover - compiled
+    """Set `passed[row]` for each value that passes the envelope screen, byte by byte.
 
-
-def classify_values(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
-                    nulls: npt.NDArray[np.bool_], max_bytes: int, names: npt.NDArray[np.uint8],
-                    name_offsets: npt.NDArray[np.int64], roles: npt.NDArray[np.int8],
-                    docker_line: int, codes: npt.NDArray[np.bool_], first_digit: int,
-                    last_digit: int, candidates: npt.NDArray[np.bool_],
-                    passed: npt.NDArray[np.bool_]) -> None:  # pragma: no cover - compiled
-    """Set `candidates` as `mark_status_codes` would for every row, then screen the others.
-
-    `codes` has 1000 entries, one per three-digit number, and each marked number starts with
-    a digit from `first_digit` to `last_digit`. Null rows are neither candidates nor passed.
-    Both tests share one vectorised pass over the bytes (`_mark_special`, `_mark_code_starts`)
-    instead of a substring search and a byte-by-byte scan.
+    Rows that `excluded` marks are skipped. `bitmasks.classify_values` screens faster and
+    gives the same answers; this walk is the reference the tests compare it with, and the one
+    it uses for rows with escapes to decode or control bytes.
     """
-    _classify_blocks(offsets, data, nulls, max_bytes, names, name_offsets, roles, docker_line,
-                     codes, first_digit, last_digit, candidates, passed)
+    stack = np.zeros(SCREEN_MAX_DEPTH, dtype=np.uint8)
+    seen = np.zeros(roles.shape[0], dtype=np.bool_)
+    notes = np.zeros(_NOTES, dtype=np.int64)
+    lengths = _name_lengths(name_offsets, 0)
+    marks = np.empty(_BLOCK_BYTES + 16, dtype=np.uint8)
+    rows = passed.shape[0]
+    first = 0
+    while first < rows:
+        base = int(offsets[first])
+        last = _block_end(offsets, first, rows)
+        marks = _mark_block(data, base, int(offsets[last]), marks)
+        words = marks.view(np.uint64)
+        for row in range(first, last):
+            start, end = offsets[row], offsets[row + 1]
+            if excluded[row] or end == start or end - start > max_bytes:
+                continue
+            passed[row] = _screen_one(data, start, end, names, name_offsets, roles,
+                                      docker_line, stack, seen, notes, lengths, words, base)
+        first = last
 
 
 # Bytes of values marked at a time: the marks of a block and its values stay in the CPU's
@@ -139,108 +143,26 @@ _BLOCK_BYTES = 1 << 18
 
 
 @inline_jit
-def _classify_blocks(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
-                     skipped: npt.NDArray[np.bool_], max_bytes: int,
-                     names: npt.NDArray[np.uint8], name_offsets: npt.NDArray[np.int64],
-                     roles: npt.NDArray[np.int8], docker_line: int,
-                     codes: npt.NDArray[np.bool_], first_digit: int, last_digit: int,
-                     candidates: npt.NDArray[np.bool_],
-                     passed: npt.NDArray[np.bool_]) -> None:  # pragma: no cover - compiled
-    """Find candidates with `codes` (when it is not empty), then screen the other rows that
-    `skipped` does not mark, a block of rows at a time."""
-    rows = passed.shape[0]
-    stack = np.zeros(SCREEN_MAX_DEPTH, dtype=np.uint8)
-    seen = np.zeros(roles.shape[0], dtype=np.bool_)
-    lengths = _name_lengths(name_offsets, 0)
-    marks = np.empty(_BLOCK_BYTES + 16, dtype=np.uint8)
-    first = 0
-    while first < rows:
-        base = int(offsets[first])
-        last = first + 1  # rows first..last-1 form the block; a larger row is one alone
-        while last < rows and offsets[last + 1] - base <= _BLOCK_BYTES:
-            last += 1
-        size = int(offsets[last]) - base
-        if marks.shape[0] < size + 16:
-            marks = np.empty((size + 23) // 8 * 8, dtype=np.uint8)  # whole 64-bit words
-        _mark_special(data, base, int(offsets[last]), marks)
-        words = marks.view(np.uint64)
-        if codes.shape[0] and first_digit <= last_digit:
-            _mark_code_starts(data[base:int(offsets[last])], first_digit, last_digit, marks)
-            _find_marked_codes(offsets, data, skipped, words, (size + 7) >> 3, base, first,
-                               last, codes, candidates)
-        for row in range(first, last):
-            if skipped[row]:
-                continue
-            start, end = offsets[row], offsets[row + 1]
-            if end == start:
-                continue
-            if codes.shape[0] and (candidates[row] or _has_edge_code(data, start, end, codes)):
-                candidates[row] = True
-                continue
-            if end - start > max_bytes:
-                continue
-            passed[row] = _screen_one(data, start, end, names, name_offsets, roles,
-                                      docker_line, stack, seen, lengths, words, base)
-        first = last
+def _block_end(offsets: npt.NDArray[np.int64], first: int,
+               rows: int) -> int:  # pragma: no cover - compiled
+    """Return the row after the block that starts at row `first`: the rows that fit in
+    `_BLOCK_BYTES`, or the first row alone when it is larger."""
+    base = offsets[first]
+    last = first + 1
+    while last < rows and offsets[last + 1] - base <= _BLOCK_BYTES:
+        last += 1
+    return last
 
 
 @inline_jit
-def _mark_code_starts(values: npt.NDArray[np.uint8], first_digit: int, last_digit: int,
-                      marks: npt.NDArray[np.uint8]) -> None:  # pragma: no cover - compiled
-    """Add 2 to the mark of each byte that starts a run of exactly three digits whose first
-    digit is from `first_digit` to `last_digit`.
-
-    The first byte and the last three bytes of `values` are never marked. A run at the start
-    or end of a row is marked only where the neighbouring row's byte is no digit, so
-    `_has_edge_code` checks those runs apart. Like `_mark_special`, the loop is vectorised.
-    """
-    low = np.uint8(0x30 + first_digit)
-    span = np.uint8(last_digit - first_digit)
-    nine = np.uint8(9)
-    zero = np.uint8(0x30)
-    for index in range(1, values.shape[0] - 3):
-        before = np.uint8(values[index - 1] - zero) > nine
-        first = np.uint8(values[index] - low) <= span
-        second = np.uint8(values[index + 1] - zero) <= nine
-        third = np.uint8(values[index + 2] - zero) <= nine
-        after = np.uint8(values[index + 3] - zero) > nine
-        marks[index] |= np.uint8(before & first & second & third & after) << np.uint8(1)
-
-
-@inline_jit
-def _find_marked_codes(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
-                       skipped: npt.NDArray[np.bool_], words: npt.NDArray[np.uint64],
-                       count: int, base: int, first: int, last: int,
-                       codes: npt.NDArray[np.bool_],
-                       candidates: npt.NDArray[np.bool_]) -> None:  # pragma: no cover
-    """Set `candidates[row]` for the rows first..last-1 that have a run of exactly three
-    digits that `codes` marks, at a position `_mark_code_starts` marked in the first `count`
-    words. A run at a row's start or end may be unmarked, so `_has_edge_code` checks it."""
-    row = first
-    block = 0
-    while block < count:
-        block_end = min(block + 8, count)
-        if block_end - block == 8:
-            # Most 64-byte blocks have no mark, so they are tested at once.
-            union = words[block] | words[block + 1] | words[block + 2] | words[block + 3]
-            union |= words[block + 4] | words[block + 5] | words[block + 6] | words[block + 7]
-            if union & _CODE_BITS == 0:
-                block = block_end
-                continue
-        for index in range(block, block_end):
-            word = words[index] & _CODE_BITS
-            while word != 0:
-                position = base + (index << 3) + _zero_bytes_below(word)
-                word &= word - np.uint64(1)
-                while row < last and offsets[row + 1] <= position:
-                    row += 1
-                if row == last:
-                    break
-                if skipped[row] or candidates[row] or position + 3 > offsets[row + 1]:
-                    continue
-                if codes[_three_digits(data, position)]:
-                    candidates[row] = True
-        block = block_end
+def _mark_block(data: npt.NDArray[np.uint8], base: int, stop: int,
+                marks: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:  # pragma: no cover
+    """Fill the marks of `_mark_special` for data[base:stop]; return `marks`, or a larger
+    array when it is too small."""
+    if marks.shape[0] < stop - base + 16:
+        marks = np.empty((stop - base + 23) // 8 * 8, dtype=np.uint8)  # whole 64-bit words
+    _mark_special(data, base, stop, marks)
+    return marks
 
 
 @inline_jit
@@ -268,17 +190,13 @@ def _three_digits(data: npt.NDArray[np.uint8],
 def _screen_one(data: npt.NDArray[np.uint8], position: int, end: int,
                 names: npt.NDArray[np.uint8], name_offsets: npt.NDArray[np.int64],
                 roles: npt.NDArray[np.int8], docker_line: int, stack: npt.NDArray[np.uint8],
-                seen: npt.NDArray[np.bool_], lengths: npt.NDArray[np.bool_],
-                words: npt.NDArray[np.uint64],
+                seen: npt.NDArray[np.bool_], notes: npt.NDArray[np.int64],
+                lengths: npt.NDArray[np.bool_], words: npt.NDArray[np.uint64],
                 base: int) -> bool:  # pragma: no cover - compiled
     """Check one value; see the module docstring for what passes. `words` and `base` are
-    the marks of `_mark_special`."""
+    the marks of `_mark_special`, and `stack`, `seen` and `notes` are scratch space."""
     seen[:] = False
-    line_index = -1  # index among the shape's line fields of the line the parser reads
-    line_ends_with_newline = False
-    tag_is_p = False
-    has_tag = False
-    has_stream = False
+    _reset_notes(notes)
     field = -1  # tracked top-level field whose value comes next
     depth = 0
     state = np.int64(_VALUE)
@@ -319,22 +237,11 @@ def _screen_one(data: npt.NDArray[np.uint8], position: int, end: int,
                 position += 1
                 state = np.int64(_VALUE)
         elif state in (_VALUE, _VALUE_OR_CLOSE):
-            if byte == 0x5D and state == _VALUE_OR_CLOSE:  # ]
-                depth -= 1
-                position += 1
-                state = np.int64(_AFTER_VALUE)
-                continue
-            if depth == 0 and byte != 0x7B:  # the whole value must be an object
+            state, depth = _start_value(byte, state, depth, field, stack)
+            if state < 0:
                 return False
-            if field >= 0 and byte != 0x22:  # a tracked field that is no string
-                return False
-            if byte == 0x7B or byte == 0x5B:  # { [
-                if depth == SCREEN_MAX_DEPTH:
-                    return False
-                stack[depth] = _OBJECT if byte == 0x7B else _ARRAY
-                depth += 1
+            if state != _VALUE:  # a bracket
                 position += 1
-                state = np.int64(_KEY_OR_CLOSE if byte == 0x7B else _VALUE_OR_CLOSE)
                 continue
             if byte == 0x22:
                 value_start = position + 1
@@ -342,23 +249,7 @@ def _screen_one(data: npt.NDArray[np.uint8], position: int, end: int,
                 if position < 0:
                     return False
                 if field >= 0:
-                    role = roles[field]
-                    length = position - value_start
-                    if role == ROLE_LINE:
-                        # The parser reads the first line field of the shape that is
-                        # present, whatever the order of the keys in the value.
-                        found = _line_position(roles, field)
-                        if line_index < 0 or found < line_index:
-                            line_index = found
-                            line_ends_with_newline = (
-                                length >= 2 and data[position - 1] == 0x6E
-                                and data[position - 2] == 0x5C
-                                and _escaped_backslash_run(data, value_start, position - 2))
-                    elif role == ROLE_TAG:
-                        has_tag = True
-                        tag_is_p = tag_is_p or (length == 1 and data[value_start] == 0x50)
-                    else:
-                        has_stream = True
+                    _note_string(data, roles, field, value_start, position, notes)
                 position += 1
             else:
                 position = _scalar_end(data, position, end)
@@ -367,14 +258,8 @@ def _screen_one(data: npt.NDArray[np.uint8], position: int, end: int,
             field = -1
             state = np.int64(_AFTER_VALUE)
         else:  # _AFTER_VALUE
-            if depth == 0:
-                return False  # something after the object
-            container = stack[depth - 1]
-            if byte == 0x2C:  # ,
-                state = np.int64(_KEY if container == _OBJECT else _VALUE)
-            elif (byte == 0x7D and container == _OBJECT) or (byte == 0x5D and container == _ARRAY):
-                depth -= 1
-            else:
+            state, depth = _after_value(byte, depth, stack)
+            if state < 0:
                 return False
             position += 1
             if depth == 0:
@@ -383,10 +268,94 @@ def _screen_one(data: npt.NDArray[np.uint8], position: int, end: int,
                 if position != end:
                     return False
                 break
-    if line_index < 0 or tag_is_p:
+    return _envelope_passes(notes, docker_line)
+
+
+@inline_jit
+def _start_value(byte: int, state: np.int64, depth: int, field: int,
+                 stack: npt.NDArray[np.uint8]) -> tuple[np.int64, int]:  # pragma: no cover
+    """Take the first byte of a value, or the `]` of an empty array; return the next state
+    and depth.
+
+    The state is _AFTER_VALUE after the `]`, the state inside the object or array that
+    `byte` opens, _VALUE when a string or scalar starts at `byte`, and -1 where no value may
+    start: outside the top-level object, a tracked field that is no string, or deeper than
+    `SCREEN_MAX_DEPTH`.
+    """
+    if byte == 0x5D and state == _VALUE_OR_CLOSE:  # ]
+        return np.int64(_AFTER_VALUE), depth - 1
+    if depth == 0 and byte != 0x7B:  # the whole value must be an object
+        return np.int64(-1), depth
+    if field >= 0 and byte != 0x22:  # a tracked field that is no string
+        return np.int64(-1), depth
+    if byte != 0x7B and byte != 0x5B:  # { [
+        return np.int64(_VALUE), depth
+    if depth == SCREEN_MAX_DEPTH:
+        return np.int64(-1), depth
+    stack[depth] = _OBJECT if byte == 0x7B else _ARRAY
+    return np.int64(_KEY_OR_CLOSE if byte == 0x7B else _VALUE_OR_CLOSE), depth + 1
+
+
+@inline_jit
+def _after_value(byte: int, depth: int,
+                 stack: npt.NDArray[np.uint8]) -> tuple[np.int64, int]:  # pragma: no cover
+    """Take the comma or closing bracket after a value; return the next state and depth, or
+    state -1 for any other byte or for a byte after the whole object."""
+    if depth == 0:
+        return np.int64(-1), depth
+    container = stack[depth - 1]
+    if byte == 0x2C:  # ,
+        return np.int64(_KEY if container == _OBJECT else _VALUE), depth
+    if (byte == 0x7D and container == _OBJECT) or (byte == 0x5D and container == _ARRAY):
+        return np.int64(_AFTER_VALUE), depth - 1
+    return np.int64(-1), depth
+
+
+# What the screen notes of the tracked fields' string values, one entry each in `notes`.
+_NOTE_LINE, _NOTE_NEWLINE, _NOTE_TAG, _NOTE_TAG_P, _NOTE_STREAM = range(5)
+_NOTES = 5
+
+
+@inline_jit
+def _reset_notes(notes: npt.NDArray[np.int64]) -> None:  # pragma: no cover - compiled
+    notes[:] = 0
+    notes[_NOTE_LINE] = -1  # index among the shape's line fields of the line the parser reads
+
+
+@inline_jit
+def _note_string(data: npt.NDArray[np.uint8], roles: npt.NDArray[np.int8], field: int,
+                 start: int, end: int,
+                 notes: npt.NDArray[np.int64]) -> None:  # pragma: no cover - compiled
+    """Note what the screen needs of data[start:end], the string value of tracked field
+    `field`: which line the parser reads and whether it ends with an escaped newline, the
+    log tag, and whether a stream field is there."""
+    role = roles[field]
+    if role == ROLE_LINE:
+        # The parser reads the first line field of the shape that is present, whatever the
+        # order of the keys in the value.
+        found = _line_position(roles, field)
+        if notes[_NOTE_LINE] < 0 or found < notes[_NOTE_LINE]:
+            notes[_NOTE_LINE] = found
+            notes[_NOTE_NEWLINE] = (end - start >= 2 and data[end - 1] == 0x6E
+                                    and data[end - 2] == 0x5C
+                                    and _escaped_backslash_run(data, start, end - 2))
+    elif role == ROLE_TAG:
+        notes[_NOTE_TAG] = 1
+        if end - start == 1 and data[start] == 0x50:
+            notes[_NOTE_TAG_P] = 1
+    else:
+        notes[_NOTE_STREAM] = 1
+
+
+@inline_jit
+def _envelope_passes(notes: npt.NDArray[np.int64],
+                     docker_line: int) -> bool:  # pragma: no cover - compiled
+    """Return whether the noted fields make a complete envelope: a line, no partial log tag,
+    and no Docker piece without its newline."""
+    if notes[_NOTE_LINE] < 0 or notes[_NOTE_TAG_P]:
         return False
-    unterminated = (line_index == docker_line and has_stream and not has_tag
-                    and not line_ends_with_newline)
+    unterminated = (notes[_NOTE_LINE] == docker_line and notes[_NOTE_STREAM]
+                    and not notes[_NOTE_TAG] and not notes[_NOTE_NEWLINE])
     return not unterminated
 
 

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batchalert.kernels.layout import SCREEN_MAX_DEPTH as MAX_DEPTH
-from batchalert.parse.screen import screen_fields, well_formed_envelopes
+from batchalert.parse.screen import classify_envelopes, screen_fields, well_formed_envelopes
 from batchalert.parse.shapes import RecordShape
 from batchalert.parse.values import parse_values
 from scripts.sample_logs import generate
@@ -34,11 +34,19 @@ SHAPE = RecordShape()
 
 def screen(values: list[bytes | None], shape: RecordShape = SHAPE,
            skip: list[bool] | None = None) -> list[bool]:
+    """Screen `values` with the byte-by-byte walk and with the walk over bit masks that runs
+    use, assert that both agree, and return the answers."""
     fields = screen_fields(shape)
     assert fields is not None
     mask = None if skip is None else np.array(skip, dtype=np.bool_)
     array = pa.array(values, pa.binary())
-    return well_formed_envelopes(array, fields, shape.max_value_bytes, mask).tolist()
+    reference = well_formed_envelopes(array, fields, shape.max_value_bytes, mask)
+    _, passed = classify_envelopes(array, fields, shape.max_value_bytes,
+                                   np.zeros(1000, dtype=np.bool_))
+    if mask is not None:
+        passed &= ~mask
+    assert passed.tolist() == reference.tolist(), values
+    return reference.tolist()
 
 
 def check_sound(values: list[bytes | None], shape: RecordShape = SHAPE) -> None:
@@ -130,6 +138,38 @@ def test_special_byte_found_at_every_offset(inside: bytes, expected: bool) -> No
     assert well_formed_envelopes(sliced, fields, SHAPE.max_value_bytes).tolist() == [
         expected] * len(values)
     check_sound(values)
+
+
+@pytest.mark.parametrize(("inside", "expected"), [
+    (b"\\\\", True),  # an escaped backslash
+    (b'\\"', True),  # an escaped quote
+    (b'\\\\\\"', True),  # an escaped backslash, then an escaped quote
+    (b"\\\\\\\\", True),
+    ("\u4e2d\u6587".encode(), True),  # three-byte UTF-8 sequences
+    ("\U0001f600".encode(), True),
+    (b"\\u4e2d", True),
+    (b"\\x", False),
+    (b"\xe4\xb8", False),  # a sequence cut short
+])
+def test_escapes_and_sequences_across_words(inside: bytes, expected: bool) -> None:
+    # The masks cover 64 bytes each, over all the rows of a block: the bytes under test fall
+    # at every offset around the ends of the words, in rows that start at varied offsets.
+    values = [b'{"log":"' + b"a" * before + inside + b'\\n","stream":"stdout"}'
+              for before in range(140)]
+
+    assert screen(values) == [expected] * len(values)
+    check_sound(values)
+
+
+def test_broken_row_leaves_the_next_rows_alone() -> None:
+    # A row whose quotes do not pair up, or that ends in a backslash, must not change how
+    # the rows after it in the same buffer are read.
+    ordinary = b'{"log":"GET \\"/a\\" 200\\n","stream":"stdout","n":12}'
+    for broken in [b'{"log":"abc', b'{"log":"abc\\', b'"', b"\\", b'{"log":"x\\n"}\\',
+                   b'{"log":"x\\n"}"', b'{"log":"\\"}']:
+        values = [broken, ordinary, broken, broken, ordinary, ordinary]
+
+        assert screen(values) == [False, True, False, False, True, True], broken
 
 
 def test_unterminated_string_stops_at_its_value() -> None:

@@ -179,6 +179,22 @@ def test_classify_finds_codes_at_block_ends() -> None:
     assert not any(passed)
 
 
+def test_classify_finds_codes_at_every_offset_of_a_word() -> None:
+    # Digits are masked 64 bytes at a time, so each run is placed at every offset around the
+    # end of a word, and rows start at varied offsets.
+    values: list[bytes | None] = []
+    for before in range(140):
+        for run in (b" 404 ", b" 4040 ", b"x404", b" 1404", b"404x"):
+            values.append(b"x" * before + run + b"y" * (before % 5))
+    rules = [RuleConfig(status=[404])]
+    expected = candidate_mask(pa.array(values, pa.binary()), rules).tolist()
+
+    candidates, _ = classify(rules, values)
+
+    assert candidates == expected
+    assert 0 < sum(candidates) < len(values)
+
+
 def test_rules_combine_with_or() -> None:
     rules = [RuleConfig(), RuleConfig(name="b", status=[503])]
 
