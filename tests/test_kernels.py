@@ -24,7 +24,7 @@ from kafka.record.memory_records import MemoryRecordsBuilder
 
 import batchalert.kernels
 from batchalert.errors import SourceError
-from batchalert.kernels import Kernels, build, find_module, module_name
+from batchalert.kernels import Kernels, build, build_cpus, find_module, module_name
 from batchalert.source import recordbatch
 from batchalert.source.recordbatch import RecordSet
 
@@ -123,17 +123,35 @@ class TestLoad:
 
 
 class TestBuild:
-    def test_earlier_modules_removed(self, ahead_of_time_kernels: Kernels) -> None:
-        directory = Path(ahead_of_time_kernels._backend.__file__).parent
+    def test_earlier_modules_removed(self, built_kernels: Path) -> None:
+        names = sorted(path.name for path in built_kernels.glob("_batchalert_kernels_*"))
 
-        assert [path.name for path in directory.glob("_batchalert_kernels_*")] == [
-            Path(ahead_of_time_kernels._backend.__file__).name]
+        assert [name.split(".")[0] for name in names] == sorted(
+            module_name(cpu) for cpu in ["", *build_cpus()])
+
+    def test_module_for_this_cpu_first(self, built_kernels: Path, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+        if not build_cpus():
+            pytest.skip("this architecture has only the baseline build")
+        for module in built_kernels.glob("_batchalert_kernels_*"):
+            shutil.copy(module, tmp_path / module.name)
+        monkeypatch.setenv("BATCHALERT_KERNELS_DIR", str(tmp_path))
+
+        monkeypatch.setattr(batchalert.kernels, "usable_cpus", lambda: build_cpus())
+        best = find_module()
+        monkeypatch.setattr(batchalert.kernels, "usable_cpus", lambda: [])
+        baseline = find_module()
+
+        assert best is not None and best.name.startswith(module_name(build_cpus()[0]) + ".")
+        assert baseline is not None and baseline.name.startswith(module_name() + ".")
 
     def test_existing_module_not_rebuilt(self, monkeypatch: pytest.MonkeyPatch,
                                          tmp_path: Path,
                                          caplog: pytest.LogCaptureFixture) -> None:
+        for cpu in ["", *build_cpus()]:
+            (tmp_path / (module_name(cpu) + ".so")).write_bytes(b"")
         monkeypatch.setattr(batchalert.kernels.build, "find_module",
-                            lambda: tmp_path / "already.so")
+                            lambda: tmp_path / (module_name() + ".so"))
 
         def fail_if_built(directory: Path) -> Path:
             raise AssertionError("built again")

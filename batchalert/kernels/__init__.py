@@ -19,6 +19,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import platform
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -35,12 +36,41 @@ _SOURCES = ("layout.py", "recordsets.py", "text.py", "bitmasks.py", "fields.py",
 _DIR_VARIABLE = "BATCHALERT_KERNELS_DIR"
 
 
-def module_name() -> str:
-    """Return the extension module's name, with a digest of the kernel sources."""
+# CPU levels the build compiles for, besides the portable baseline: x86-64-v3 (AVX2, BMI1
+# and 2, FMA, MOVBE, LZCNT, F16C; Intel Haswell and AMD Excavator on) compares 32 bytes at a
+# time where the baseline compares 16, which cuts the envelope screen's CPU time by about a
+# fifth (bench.parse_only).
+_X86_64_V3 = "x86-64-v3"
+_X86_64_V3_FLAGS = frozenset({"avx", "avx2", "bmi1", "bmi2", "fma", "movbe", "abm", "f16c"})
+
+
+def module_name(cpu: str = "") -> str:
+    """Return the extension module's name, with a digest of the kernel sources, for the
+    portable baseline or for `cpu` (a name of `build_cpus()`)."""
     digest = hashlib.sha256()
     for name in _SOURCES:
         digest.update((_PACKAGE_DIR / name).read_bytes())
-    return "_batchalert_kernels_" + digest.hexdigest()[:12]
+    suffix = "_" + cpu.replace("-", "_") if cpu else ""
+    return "_batchalert_kernels_" + digest.hexdigest()[:12] + suffix
+
+
+def build_cpus() -> list[str]:
+    """Return the CPU levels to build for besides the baseline, on this architecture."""
+    return [_X86_64_V3] if platform.machine().lower() in ("x86_64", "amd64") else []
+
+
+@functools.cache
+def usable_cpus() -> list[str]:
+    """Return the CPU levels of `build_cpus()` that this machine runs, best first."""
+    if not build_cpus():
+        return []
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            flags = next((line.split(":", 1)[1].split() for line in cpuinfo
+                          if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return [_X86_64_V3] if set(flags) >= _X86_64_V3_FLAGS else []
 
 
 def search_dirs() -> list[Path]:
@@ -61,12 +91,17 @@ def writable(directory: Path) -> bool:
 
 
 def find_module() -> Path | None:
-    """Return the path of an extension module built from the current sources, or None."""
-    name = module_name()
+    """Return the path of an extension module built from the current sources, or None.
+
+    In each directory of `search_dirs()`, a module for a CPU level this machine runs comes
+    before the baseline one.
+    """
+    names = [module_name(cpu) for cpu in usable_cpus()] + [module_name()]
     for directory in search_dirs():
-        found = sorted(directory.glob(name + ".*"))
-        if found:
-            return found[0]
+        for name in names:
+            found = sorted(directory.glob(name + ".*"))
+            if found:
+                return found[0]
     return None
 
 

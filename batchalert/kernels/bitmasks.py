@@ -8,9 +8,10 @@ a string (the method of simdjson's first stage: a prefix XOR over the mask of re
 
 Most rows have strings that need no closer look: no control character, only the short
 escapes, valid UTF-8. Such a row is checked by a walk over its tokens alone, which are the
-bytes outside strings that are no blank, and the opening quote of each string. Strings cost nothing unless the screen needs
-their contents, which it does for keys of the top level and the fields it tracks. Every other
-row goes through `text._screen_one`, the byte-by-byte walk, so both give the same answer.
+bytes outside strings that are no blank, and the opening quote of each string. Strings cost
+nothing unless the screen needs their contents, which it does for keys of the top level and
+the fields it tracks. Every other row goes through `text._screen_one`, the byte-by-byte walk,
+so both give the same answer.
 """
 
 from __future__ import annotations
@@ -168,8 +169,9 @@ def _build_planes(data: npt.NDArray[np.uint8], base: int, size: int,
     The masks are, per word: the real (unescaped) quotes; the bytes inside a string, from an
     opening quote to the byte before its closing one; blanks; escaped bytes; control bytes;
     bytes from 0x80. The last one marks each byte that starts a run of exactly three digits
-    whose first digit is from `low` to `low + span`. The masks run across row ends: a row whose quotes do not pair up
-    flips the string mask of the rows after it, which `_row_parity` undoes.
+    whose first digit is from `low` to `low + span`. The masks run across row ends: a row
+    whose quotes do not pair up flips the string mask of the rows after it, which
+    `_row_parity` undoes.
     """
     count = (size + 63) >> 6
     carry = np.uint64(0)  # all ones while a string continues into the next word

@@ -7,7 +7,9 @@ memory (measured on a run over 1,000,000 records) and the compilation at start-u
 module's name carries a digest of the kernel sources, so a module built from other sources is
 never loaded. Without `--out` the module goes into the first writable directory of
 `batchalert.kernels.search_dirs()`.
-Building takes about 15 seconds and needs a C compiler and Python's headers.
+On x86-64 a second module is built for x86-64-v3 (AVX2 and BMI2), which `load()` prefers on
+a CPU that has those instructions. Building takes about a minute per module and needs a C
+compiler and Python's headers.
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from batchalert.kernels import find_module, module_name, search_dirs, writable
+from batchalert.kernels import (
+    build_cpus,
+    find_module,
+    module_name,
+    search_dirs,
+    writable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +96,9 @@ def _release_gil_in_wrappers() -> None:
     compiler.Flags = ReleasingFlags
 
 
-def build(directory: Path) -> Path:
-    """Compile the kernels into `directory` and return the module's path."""
+def build(directory: Path) -> list[Path]:
+    """Compile the kernels into `directory`, for the portable baseline and for each level of
+    `build_cpus()`; return the modules' paths."""
     from batchalert.kernels import bitmasks, fields, recordsets, text
 
     pycc: Any = importlib.import_module("numba.pycc")
@@ -103,28 +112,35 @@ def build(directory: Path) -> Path:
                "screen_values": text.screen_values,
                "classify_values": bitmasks.classify_values,
                "locate_fields": fields.locate_fields, "copy_fields": fields.copy_fields}
-    name = module_name()
     directory.mkdir(parents=True, exist_ok=True)
-    # Built in a temporary directory and moved in place, so that a process that loads the
-    # kernels meanwhile never reads half a file.
-    with tempfile.TemporaryDirectory(dir=directory, prefix=".build-") as scratch:
-        compiler = pycc.CC(name)
-        compiler.output_dir = scratch
-        compiler.verbose = False
-        for export, signature in _signatures().items():
-            compiler.export(export, signature)(sources[export])
-        with warnings.catch_warnings():
-            # numba.pycc announces its deprecation; it still builds with numba 0.68.
-            warnings.simplefilter("ignore")
-            compiler.compile()
-        built = next(Path(scratch).glob(name + "*"))
-        target = directory / built.name
-        shutil.move(built, target)
+    names = []
+    paths = []
+    for cpu in ["", *build_cpus()]:
+        name = module_name(cpu)
+        names.append(name)
+        # Built in a temporary directory and moved in place, so that a process that loads
+        # the kernels meanwhile never reads half a file.
+        with tempfile.TemporaryDirectory(dir=directory, prefix=".build-") as scratch:
+            compiler = pycc.CC(name)
+            compiler.output_dir = scratch
+            compiler.verbose = False
+            if cpu:
+                compiler.target_cpu = cpu
+            for export, signature in _signatures().items():
+                compiler.export(export, signature)(sources[export])
+            with warnings.catch_warnings():
+                # numba.pycc announces its deprecation; it still builds with numba 0.68.
+                warnings.simplefilter("ignore")
+                compiler.compile()
+            built = next(Path(scratch).glob(name + ".*"))
+            target = directory / built.name
+            shutil.move(built, target)
+        paths.append(target)
     # Modules built from earlier sources are never loaded again.
     for stale in directory.glob("_batchalert_kernels_*"):
-        if stale.is_file() and not stale.name.startswith(name + "."):
+        if stale.is_file() and not any(stale.name.startswith(name + ".") for name in names):
             stale.unlink(missing_ok=True)
-    return target
+    return paths
 
 
 def c_compiler() -> str:
@@ -146,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     existing = find_module()
-    if existing is not None and not args.force and args.out is None:
+    if existing is not None and not args.force and args.out is None and all(
+            any(existing.parent.glob(module_name(cpu) + ".*")) for cpu in build_cpus()):
         logger.info("kernels already built: %s", existing)
         return 0
 
@@ -166,12 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     try:
-        path = build(directory)
+        paths = build(directory)
     except Exception as exc:  # the compiler's errors have no common base class
         logger.error("building the kernels failed: %s: %s; runs compile them with numba at "
                      "run time instead", type(exc).__name__, exc)
         return 1
-    logger.info("kernels built: %s", path)
+    logger.info("kernels built: %s", ", ".join(str(path) for path in paths))
     return 0
 
 
