@@ -39,7 +39,7 @@ from batchalert.kernels.text import (
     _block_end,
     _envelope_passes,
     _has_edge_code,
-    _mark_block,
+    _mark_special,
     _name_lengths,
     _note_string,
     _reset_notes,
@@ -103,6 +103,29 @@ def _masks_of_64_bytes(typingctx: Any, data: Any, position: Any, low: Any, span:
 _byte_masks: Any = intrinsic(_masks_of_64_bytes)
 
 
+def _view_without_owner(typingctx: Any, array: Any) -> Any:
+    """Return a view of `array` that holds no reference to its memory.
+
+    numba counts references to every array it passes to an inlined helper, with atomic
+    instructions, and where the helper has loops or several returns the counting stays in
+    the hot loops: it took about 40 % of the screen's time in the ahead-of-time build. On a
+    view without owner the counting does nothing. The caller must keep `array` itself alive
+    while it uses the view.
+    """
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        source = context.make_array(sig.args[0])(context, builder, args[0])
+        view = context.make_array(sig.return_type)(context, builder)
+        context.populate_array(view, data=source.data, shape=source.shape,
+                               strides=source.strides, itemsize=source.itemsize, meminfo=None)
+        return view._getvalue()
+
+    return array(array), codegen
+
+
+# Called from compiled code only, as _unowned(array).
+_unowned: Any = intrinsic(_view_without_owner)
+
+
 def classify_values(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
                     nulls: npt.NDArray[np.bool_], max_bytes: int, names: npt.NDArray[np.uint8],
                     name_offsets: npt.NDArray[np.int64], roles: npt.NDArray[np.int8],
@@ -123,7 +146,6 @@ def classify_values(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
     planes = np.empty((_PLANES, (_BLOCK_BYTES >> 6) + 1), dtype=np.uint64)
     marks = np.empty(0, dtype=np.uint8)
     tail = np.empty(64, dtype=np.uint8)
-    find_codes = codes.shape[0] > 0 and first_digit <= last_digit
     first = 0
     while first < rows:
         base = int(offsets[first])
@@ -131,33 +153,62 @@ def classify_values(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
         size = int(offsets[last]) - base
         if planes.shape[1] < (size >> 6) + 1:
             planes = np.empty((_PLANES, (size >> 6) + 1), dtype=np.uint64)
-        count = _build_planes(data, base, size, planes, tail, 0x30 + first_digit,
-                              last_digit - first_digit)
-        if find_codes:
-            _find_coded_rows(offsets, data, nulls, planes, count, base, first, last, codes,
-                             candidates)
-        marked = False  # the marks of `_mark_special`, for the rows walked byte by byte
-        for row in range(first, last):
-            start, end = offsets[row], offsets[row + 1]
-            if nulls[row] or end == start:
-                continue
-            if find_codes and (candidates[row] or _has_edge_code(data, start, end, codes)):
-                candidates[row] = True
-                continue
-            if end - start > max_bytes:
-                continue
-            if _strings_are_plain(data, base, start - base, end - base, planes):
-                passed[row] = _walk_tokens(data, base, start - base, end - base, planes,
-                                           names, name_offsets, roles, docker_line, stack,
-                                           seen, notes, lengths)
-                continue
-            if not marked:
-                marks = _mark_block(data, base, int(offsets[last]), marks)
-                marked = True
-            passed[row] = _screen_one(data, start, end, names, name_offsets, roles,
-                                      docker_line, stack, seen, notes, lengths,
-                                      marks.view(np.uint64), base)
+        if marks.shape[0] < size + 16:
+            marks = np.empty((size + 23) // 8 * 8, dtype=np.uint8)  # whole 64-bit words
+        # Views without owner for the loops below; the arrays themselves stay alive, since
+        # this loop uses them again for each block.
+        _classify_block(_unowned(offsets), _unowned(data), _unowned(nulls), max_bytes,
+                        _unowned(names), _unowned(name_offsets), _unowned(roles), docker_line,
+                        _unowned(codes), first_digit, last_digit, _unowned(candidates),
+                        _unowned(passed), first, last, _unowned(planes), _unowned(marks),
+                        _unowned(tail), _unowned(stack), _unowned(seen), _unowned(notes),
+                        _unowned(lengths))
         first = last
+
+
+@inline_jit
+def _classify_block(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
+                    nulls: npt.NDArray[np.bool_], max_bytes: int,
+                    names: npt.NDArray[np.uint8], name_offsets: npt.NDArray[np.int64],
+                    roles: npt.NDArray[np.int8], docker_line: int,
+                    codes: npt.NDArray[np.bool_], first_digit: int, last_digit: int,
+                    candidates: npt.NDArray[np.bool_], passed: npt.NDArray[np.bool_],
+                    first: int, last: int, planes: npt.NDArray[np.uint64],
+                    marks: npt.NDArray[np.uint8], tail: npt.NDArray[np.uint8],
+                    stack: npt.NDArray[np.uint8], seen: npt.NDArray[np.bool_],
+                    notes: npt.NDArray[np.int64],
+                    lengths: npt.NDArray[np.bool_]) -> None:  # pragma: no cover - compiled
+    """Classify the rows first..last-1, one block; see `classify_values`. `planes` and
+    `marks` are large enough for the block."""
+    find_codes = codes.shape[0] > 0 and first_digit <= last_digit
+    base = int(offsets[first])
+    size = int(offsets[last]) - base
+    count = _build_planes(data, base, size, planes, tail, 0x30 + first_digit,
+                          last_digit - first_digit)
+    if find_codes:
+        _find_coded_rows(offsets, data, nulls, planes, count, base, first, last, codes,
+                         candidates)
+    marked = False  # the marks of `_mark_special`, for the rows walked byte by byte
+    for row in range(first, last):
+        start, end = offsets[row], offsets[row + 1]
+        if nulls[row] or end == start:
+            continue
+        if find_codes and (candidates[row] or _has_edge_code(data, start, end, codes)):
+            candidates[row] = True
+            continue
+        if end - start > max_bytes:
+            continue
+        if _strings_are_plain(data, base, start - base, end - base, planes):
+            passed[row] = _walk_tokens(data, base, start - base, end - base, planes,
+                                       names, name_offsets, roles, docker_line, stack,
+                                       seen, notes, lengths)
+            continue
+        if not marked:
+            _mark_special(data, base, int(offsets[last]), marks)
+            marked = True
+        passed[row] = _screen_one(data, start, end, names, name_offsets, roles,
+                                  docker_line, stack, seen, notes, lengths,
+                                  marks.view(np.uint64), base)
 
 
 @inline_jit
