@@ -25,7 +25,7 @@ from numba import types
 from numba.core.extending import intrinsic
 from numba.cpython.unsafe.numbers import trailing_zeros
 
-from batchalert.jit import inline_jit
+from batchalert.jit import inline_jit, jit
 from batchalert.kernels.layout import SCREEN_MAX_DEPTH
 from batchalert.kernels.text import (
     _AFTER_VALUE,
@@ -155,18 +155,13 @@ def classify_values(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
             planes = np.empty((_PLANES, (size >> 6) + 1), dtype=np.uint64)
         if marks.shape[0] < size + 16:
             marks = np.empty((size + 23) // 8 * 8, dtype=np.uint8)  # whole 64-bit words
-        # Views without owner for the loops below; the arrays themselves stay alive, since
-        # this loop uses them again for each block.
-        _classify_block(_unowned(offsets), _unowned(data), _unowned(nulls), max_bytes,
-                        _unowned(names), _unowned(name_offsets), _unowned(roles), docker_line,
-                        _unowned(codes), first_digit, last_digit, _unowned(candidates),
-                        _unowned(passed), first, last, _unowned(planes), _unowned(marks),
-                        _unowned(tail), _unowned(stack), _unowned(seen), _unowned(notes),
-                        _unowned(lengths))
+        _classify_block(offsets, data, nulls, max_bytes, names, name_offsets, roles,
+                        docker_line, codes, first_digit, last_digit, candidates, passed, first,
+                        last, planes, marks, tail, stack, seen, notes, lengths)
         first = last
 
 
-@inline_jit
+@jit
 def _classify_block(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
                     nulls: npt.NDArray[np.bool_], max_bytes: int,
                     names: npt.NDArray[np.uint8], name_offsets: npt.NDArray[np.int64],
@@ -179,7 +174,17 @@ def _classify_block(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
                     notes: npt.NDArray[np.int64],
                     lengths: npt.NDArray[np.bool_]) -> None:  # pragma: no cover - compiled
     """Classify the rows first..last-1, one block; see `classify_values`. `planes` and
-    `marks` are large enough for the block."""
+    `marks` are large enough for the block.
+
+    A function of its own, not inlined: its caller keeps the arrays alive while it runs, so
+    the loops can use views without owner (see `_view_without_owner`).
+    """
+    offsets, data, nulls = _unowned(offsets), _unowned(data), _unowned(nulls)
+    names, name_offsets, roles = _unowned(names), _unowned(name_offsets), _unowned(roles)
+    codes, candidates, passed = _unowned(codes), _unowned(candidates), _unowned(passed)
+    planes, marks, tail = _unowned(planes), _unowned(marks), _unowned(tail)
+    stack, seen = _unowned(stack), _unowned(seen)
+    notes, lengths = _unowned(notes), _unowned(lengths)
     find_codes = codes.shape[0] > 0 and first_digit <= last_digit
     base = int(offsets[first])
     size = int(offsets[last]) - base

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from batchalert.jit import inline_jit
+from batchalert.jit import inline_jit, jit
+from batchalert.kernels.bitmasks import _unowned
 from batchalert.kernels.layout import (
     FIELD_ABSENT,
     FIELD_DECIMAL,
@@ -60,6 +61,26 @@ def locate_fields(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
     arrays = np.zeros(FIELDS_MAX_DEPTH, dtype=np.bool_)
     seen = np.zeros(nodes, dtype=np.bool_)
     lengths = _name_lengths(name_offsets, 1)
+    _locate_rows(offsets, data, names, name_offsets, parents, columns, kinds, starts, ends,
+                 read, stack, arrays, seen, lengths)
+
+
+@jit
+def _locate_rows(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
+                 names: npt.NDArray[np.uint8], name_offsets: npt.NDArray[np.int64],
+                 parents: npt.NDArray[np.int64], columns: npt.NDArray[np.int64],
+                 kinds: npt.NDArray[np.int8], starts: npt.NDArray[np.int64],
+                 ends: npt.NDArray[np.int64], read: npt.NDArray[np.bool_],
+                 stack: npt.NDArray[np.int64], arrays: npt.NDArray[np.bool_],
+                 seen: npt.NDArray[np.bool_],
+                 lengths: npt.NDArray[np.bool_]) -> None:  # pragma: no cover - compiled
+    """Run `locate_fields` over every row, on views without owner of the arrays, which the
+    caller keeps alive (see `bitmasks._view_without_owner`)."""
+    offsets, data, names = _unowned(offsets), _unowned(data), _unowned(names)
+    name_offsets, parents, columns = _unowned(name_offsets), _unowned(parents), _unowned(columns)
+    kinds, starts, ends, read = _unowned(kinds), _unowned(starts), _unowned(ends), _unowned(read)
+    stack, arrays = _unowned(stack), _unowned(arrays)
+    seen, lengths = _unowned(seen), _unowned(lengths)
     for row in range(read.shape[0]):
         start, end = offsets[row], offsets[row + 1]
         if end == start:
@@ -234,6 +255,9 @@ def copy_fields(data: npt.NDArray[np.uint8], kinds: npt.NDArray[np.int8],
 
     `out` needs room for the sum of ends - starts: no field grows.
     """
+    # The caller owns the arrays, so views without owner are safe here.
+    data, kinds, starts, ends = _unowned(data), _unowned(kinds), _unowned(starts), _unowned(ends)
+    offsets, out = _unowned(offsets), _unowned(out)
     length = 0
     offsets[0] = 0
     for row in range(kinds.shape[0]):
