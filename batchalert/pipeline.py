@@ -339,8 +339,9 @@ class ChunkAggregator:
     are parsed apart because they are mostly malformed, and a malformed record sends the JSON
     reader of its whole chunk down a slower path that takes more memory.
 
-    Full chunks parse in threads, at most `PARSE_THREADS` at a time while batches come, and
-    the caller's thread waits only when that many are busy. Each thread adds its chunk to
+    Full chunks parse in threads, at most `PARSE_THREADS` at a time while batches come. One
+    more full chunk is held until a thread frees or the end comes, and the caller's thread
+    waits only when a second one fills meanwhile. Each thread adds its chunk to
     the aggregator under a lock. Counts, first and last times and the samples (the earliest
     by time, partition and offset) do not depend on the order of the chunks, so no alert
     does. `on_parsed` receives each parsed chunk with its records, for the dead-letter files,
@@ -358,6 +359,7 @@ class ChunkAggregator:
         self._suspects = _Gathered()
         self._pool: ThreadPoolExecutor | None = None
         self._parsing: list[Future[None]] = []
+        self._held: tuple[pa.RecordBatch, int] | None = None
         self._lock = threading.Lock()
 
     def add(self, batch: pa.RecordBatch) -> None:
@@ -374,6 +376,9 @@ class ChunkAggregator:
 
     def take(self, screened: Screened) -> None:
         """Gather one screened batch's records; start parsing them once they fill a chunk."""
+        if self._held is not None and self._busy() < PARSE_THREADS:
+            self._start(*self._held)
+            self._held = None
         if screened.suspects is None:
             self._submit(screened.candidates, 0)
             return
@@ -386,17 +391,21 @@ class ChunkAggregator:
     def finish(self) -> RunAggregator:
         """Parse what is still gathered, wait for every chunk and return the aggregator.
 
-        The last candidates and the suspects, which rarely fill a chunk and so wait for the
-        end, start at once, next to the chunks still parsing.
+        The held chunk, the last candidates and the suspects (which rarely fill a chunk and
+        so wait for the end) start at once, next to the chunks still parsing.
         """
+        if self._held is not None:
+            self._start(*self._held)
+            self._held = None
         for gathered in (self._candidates, self._suspects):
             if gathered.batches or gathered.skipped:
-                self._submit(*gathered.take(), at_end=True)
+                self._start(*gathered.take())
         self._wait(0)
         return self.aggregator
 
     def close(self) -> None:
         """Stop the parse threads; chunks not started are dropped. Safe to call twice."""
+        self._held = None
         if self._pool is not None:
             for future in self._parsing:
                 future.cancel()
@@ -404,16 +413,33 @@ class ChunkAggregator:
             self._pool = None
             self._parsing = []
 
-    def _submit(self, batch: pa.RecordBatch, skipped: int, at_end: bool = False) -> None:
-        """Start parsing a chunk; before the end, first wait for a free thread."""
-        if self._pool is None:
-            # Two more threads for the end, where the last candidates and the suspects start
-            # at once, next to the chunks still parsing.
-            self._pool = ThreadPoolExecutor(PARSE_THREADS + 2,
-                                            thread_name_prefix="batchalert-parse")
-        if not at_end:
+    def _submit(self, batch: pa.RecordBatch, skipped: int) -> None:
+        """Start parsing a full chunk, or hold it while every parse thread is busy.
+
+        One chunk is held. It starts when a thread frees, or with the last chunks at the
+        end, where it would otherwise wait for the chunk before it while a core idles. A
+        second full chunk waits for a free thread.
+        """
+        if self._busy() < PARSE_THREADS:
+            self._start(batch, skipped)
+            return
+        if self._held is not None:
             self._wait(PARSE_THREADS - 1)
+            self._start(*self._held)
+        self._held = (batch, skipped)
+
+    def _start(self, batch: pa.RecordBatch, skipped: int) -> None:
+        if self._pool is None:
+            # Three more threads for the end, where the held chunk, the last candidates and
+            # the suspects start at once, next to the chunks still parsing.
+            self._pool = ThreadPoolExecutor(PARSE_THREADS + 3,
+                                            thread_name_prefix="batchalert-parse")
         self._parsing.append(self._pool.submit(self._consume, batch, skipped))
+
+    def _busy(self) -> int:
+        """Return how many chunks are parsing; raise the error of a failed one."""
+        self._wait(len(self._parsing))
+        return len(self._parsing)
 
     def _wait(self, busy: int) -> None:
         """Wait until at most `busy` chunks are parsing; raise the error of a failed one."""

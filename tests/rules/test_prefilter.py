@@ -420,6 +420,54 @@ def test_full_chunks_parse_in_bounded_threads(monkeypatch: pytest.MonkeyPatch) -
         (g.key, g.count, g.first, g.last, g.samples) for g in whole.groups()]
 
 
+def test_held_chunk_starts_at_finish(monkeypatch: pytest.MonkeyPatch) -> None:
+    # While the parse thread is busy, the next full chunk is held without blocking the
+    # caller, and finish() starts it at once instead of after the busy chunk.
+    job = build_job({"source": {"brokers": ["x:1"], "topic": "t", "group": "g"},
+                     "chunk_records": 500}, "t")
+    batch = values_batch(list(generate(1_000, seed=23)))
+    release = threading.Event()
+    lock = threading.Lock()
+    started: list[int] = []
+    real_parse = batchalert.pipeline.parse_chunk
+
+    def blocking_parse(records: pa.RecordBatch, job: JobConfig) -> pl.DataFrame:
+        with lock:
+            started.append(records.num_rows)
+            first = len(started) == 1
+        if first:
+            release.wait(10)
+        return real_parse(records, job)
+
+    def started_count(expected: int) -> int:
+        deadline = time.monotonic() + 10
+        while len(started) < expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return len(started)
+
+    monkeypatch.setattr(batchalert.pipeline, "PARSE_THREADS", 1)
+    monkeypatch.setattr(batchalert.pipeline, "parse_chunk", blocking_parse)
+    chunks = ChunkAggregator(job, prefilter=False)
+    chunks.add(batch.slice(0, 500))
+    assert started_count(1) == 1
+    chunks.add(batch.slice(500, 500))
+    time.sleep(0.05)
+    held_during_read = len(started)
+    finished: list[RunAggregator] = []
+    finishing = threading.Thread(target=lambda: finished.append(chunks.finish()))
+    finishing.start()
+    started_at_finish = started_count(2)
+    release.set()
+    finishing.join(10)
+    chunks.close()
+    whole = RunAggregator(job.rules)
+    whole.add(real_parse(batch, job))
+
+    assert held_during_read == 1
+    assert started_at_finish == 2
+    assert finished[0].counts == whole.counts
+
+
 def test_chunk_failure_leaves_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     job = build_job({"source": {"brokers": ["x:1"], "topic": "t", "group": "g"},
                      "chunk_records": 500}, "t")
