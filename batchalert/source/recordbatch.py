@@ -166,7 +166,11 @@ def _decompress(compression: int, payload: memoryview, base_offset: int) -> byte
     if not available():
         raise SourceError(f"record batch at offset {base_offset} is {name}-compressed but the "
                           f"{name} library is not installed; install kafka-python[{name}]")
-    return bytes(decompress(payload.tobytes()))
+    try:
+        return bytes(decompress(payload.tobytes()))
+    except Exception as exc:  # each codec library raises errors of its own
+        raise CorruptBatchError(f"record batch at offset {base_offset}: its {name} payload does "
+                                f"not decompress ({type(exc).__name__}: {exc})") from exc
 
 
 class RecordSet:

@@ -268,6 +268,15 @@ class TestCorruption:
 
         assert [row[3] for row in decode_all(data, check_crcs=False)] == [b"value"]
 
+    @pytest.mark.parametrize(("codec", "name"), [(1, "gzip"), (2, "snappy"), (3, "lz4"),
+                                                  (4, "zstd")])
+    def test_payload_that_does_not_decompress(self, codec: int, name: str) -> None:
+        # A valid CRC over a payload its codec rejects, as a faulty producer could write it.
+        data = batch(3, [Record(0, b"plain")], attributes=codec)
+
+        with pytest.raises(CorruptBatchError, match=f"offset 3: its {name} payload does not"):
+            decode_all(data)
+
     def test_record_length_mismatch(self) -> None:
         good = Record(0, b"abc").encode()
         bad_length = varint(len(good)) + good[1:] + b"\x00"  # one byte too long a record
