@@ -35,7 +35,7 @@ SHAPE = RecordShape()
 def screen(values: list[bytes | None], shape: RecordShape = SHAPE,
            skip: list[bool] | None = None) -> list[bool]:
     """Screen `values` with the byte-by-byte walk and with the walk over bit masks that runs
-    use, assert that both agree, and return the answers."""
+    use, assert that both agree, and return the results."""
     fields = screen_fields(shape)
     assert fields is not None
     mask = None if skip is None else np.array(skip, dtype=np.bool_)

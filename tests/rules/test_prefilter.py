@@ -179,7 +179,7 @@ def test_classify_finds_codes_at_block_ends() -> None:
     assert not any(passed)
 
 
-def test_classify_finds_codes_at_every_offset_of_a_word() -> None:
+def test_codes_at_every_word_offset() -> None:
     # Digits are masked 64 bytes at a time, so each run is placed at every offset around the
     # end of a word, and rows start at varied offsets.
     values: list[bytes | None] = []
