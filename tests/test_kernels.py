@@ -161,6 +161,8 @@ class TestBuild:
         with caplog.at_level(logging.INFO, logger="batchalert.kernels.build"):
             assert build.main([]) == 0
         assert "already built" in caplog.text
+        for cpu in ["", *build_cpus()]:
+            assert str(tmp_path / (module_name(cpu) + ".so")) in caplog.text
 
     def test_missing_compiler_named(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                     caplog: pytest.LogCaptureFixture) -> None:

@@ -162,10 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     existing = find_module()
-    if existing is not None and not args.force and args.out is None and all(
-            any(existing.parent.glob(module_name(cpu) + ".*")) for cpu in build_cpus()):
-        logger.info("kernels already built: %s", existing)
-        return 0
+    if existing is not None and not args.force and args.out is None:
+        built = [path for cpu in ["", *build_cpus()]
+                 for path in sorted(existing.parent.glob(module_name(cpu) + ".*"))]
+        if len(built) == 1 + len(build_cpus()):
+            logger.info("kernels already built: %s", ", ".join(str(path) for path in built))
+            return 0
 
     directory = args.out
     if directory is None:
