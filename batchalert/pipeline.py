@@ -359,7 +359,7 @@ class ChunkAggregator:
         self._suspects = _Gathered()
         self._pool: ThreadPoolExecutor | None = None
         self._parsing: list[Future[None]] = []
-        self._held: tuple[pa.RecordBatch, int] | None = None
+        self._held_chunk: tuple[pa.RecordBatch, int] | None = None
         self._lock = threading.Lock()
 
     def add(self, batch: pa.RecordBatch) -> None:
@@ -376,9 +376,9 @@ class ChunkAggregator:
 
     def take(self, screened: Screened) -> None:
         """Gather one screened batch's records; start parsing them once they fill a chunk."""
-        if self._held is not None and self._busy() < PARSE_THREADS:
-            self._start(*self._held)
-            self._held = None
+        if self._held_chunk is not None and self._busy() < PARSE_THREADS:
+            self._start(*self._held_chunk)
+            self._held_chunk = None
         if screened.suspects is None:
             self._submit(screened.candidates, 0)
             return
@@ -394,9 +394,9 @@ class ChunkAggregator:
         The held chunk, the last candidates and the suspects (which rarely fill a chunk and
         so wait for the end) start at once, next to the chunks still parsing.
         """
-        if self._held is not None:
-            self._start(*self._held)
-            self._held = None
+        if self._held_chunk is not None:
+            self._start(*self._held_chunk)
+            self._held_chunk = None
         for gathered in (self._candidates, self._suspects):
             if gathered.batches or gathered.skipped:
                 self._start(*gathered.take())
@@ -405,7 +405,7 @@ class ChunkAggregator:
 
     def close(self) -> None:
         """Stop the parse threads; chunks not started are dropped. Safe to call twice."""
-        self._held = None
+        self._held_chunk = None
         if self._pool is not None:
             for future in self._parsing:
                 future.cancel()
@@ -423,10 +423,10 @@ class ChunkAggregator:
         if self._busy() < PARSE_THREADS:
             self._start(batch, skipped)
             return
-        if self._held is not None:
+        if self._held_chunk is not None:
             self._wait(PARSE_THREADS - 1)
-            self._start(*self._held)
-        self._held = (batch, skipped)
+            self._start(*self._held_chunk)
+        self._held_chunk = (batch, skipped)
 
     def _start(self, batch: pa.RecordBatch, skipped: int) -> None:
         if self._pool is None:

@@ -11,7 +11,7 @@ escapes, valid UTF-8. Such a row is checked by a walk over its tokens alone, whi
 bytes outside strings that are no blank, and the opening quote of each string. Strings cost
 nothing unless the screen needs their contents, which it does for keys of the top level and
 the fields it tracks. Every other row goes through `text._screen_one`, the byte-by-byte walk,
-so both give the same answer.
+so both return the same result.
 """
 
 from __future__ import annotations
@@ -107,10 +107,10 @@ def _view_without_owner(typingctx: Any, array: Any) -> Any:
     """Return a view of `array` that holds no reference to its memory.
 
     numba counts references to every array it passes to an inlined helper, with atomic
-    instructions, and where the helper has loops or several returns the counting stays in
-    the hot loops: it took about 40 % of the screen's time in the ahead-of-time build. On a
-    view without owner the counting does nothing. The caller must keep `array` itself alive
-    while it uses the view.
+    instructions. Where the helper has loops or several returns, the counting stays in the
+    hot loops, where perf measured about 40 % of the screen's time in the ahead-of-time
+    build. On a view without owner the counting does nothing. The caller must keep `array`
+    itself alive while it uses the view.
     """
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
         source = context.make_array(sig.args[0])(context, builder, args[0])
@@ -222,8 +222,8 @@ def _build_planes(data: npt.NDArray[np.uint8], base: int, size: int,
                   span: int) -> int:  # pragma: no cover - compiled
     """Fill the masks of data[base:base + size] into `planes` and return their words.
 
-    The masks are, per word: the real (unescaped) quotes; the bytes inside a string, from an
-    opening quote to the byte before its closing one; blanks; escaped bytes; control bytes;
+    Each word has six masks: real (unescaped) quotes, bytes inside a string (from an opening
+    quote to the byte before its closing one), blanks, escaped bytes, control bytes, and
     bytes from 0x80. The last one marks each byte that starts a run of exactly three digits
     whose first digit is from `low` to `low + span`. The masks run across row ends: a row
     whose quotes do not pair up flips the string mask of the rows after it, which

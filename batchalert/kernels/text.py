@@ -112,9 +112,9 @@ def screen_values(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8],
                   passed: npt.NDArray[np.bool_]) -> None:  # pragma: no cover - compiled
     """Set `passed[row]` for each value that passes the envelope screen, byte by byte.
 
-    Rows that `excluded` marks are skipped. `bitmasks.classify_values` screens faster and
-    gives the same answers; this walk is the reference the tests compare it with, and the one
-    it uses for rows with escapes to decode or control bytes.
+    Rows that `excluded` marks are skipped. `bitmasks.classify_values` screens faster with the
+    same results. This walk is the reference the tests compare it with, and classify_values
+    uses it for rows with escapes to decode or control bytes.
     """
     stack = np.zeros(SCREEN_MAX_DEPTH, dtype=np.uint8)
     seen = np.zeros(roles.shape[0], dtype=np.bool_)
@@ -299,8 +299,10 @@ def _start_value(byte: int, state: np.int64, depth: int, field: int,
 @inline_jit
 def _after_value(byte: int, depth: int,
                  stack: npt.NDArray[np.uint8]) -> tuple[np.int64, int]:  # pragma: no cover
-    """Take the comma or closing bracket after a value; return the next state and depth, or
-    state -1 for any other byte or for a byte after the whole object."""
+    """Take the comma or closing bracket after a value, and return the next state and depth.
+
+    The state is -1 for any other byte, and for a byte after the whole object.
+    """
     if depth == 0:
         return np.int64(-1), depth
     container = stack[depth - 1]
